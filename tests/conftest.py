@@ -1,0 +1,54 @@
+"""Shared fixtures: a real PostgreSQL schema per test session, never skipped in CI."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+POSTGRES_URL = os.environ.get(
+    "FEDPEER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_required() -> bool:
+    return os.environ.get("FEDPEER_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[sa.Engine]:
+    """An engine on the test PostgreSQL server; skipped only outside CI when it is down."""
+    engine = sa.create_engine(POSTGRES_URL, pool_pre_ping=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        if _postgres_required():
+            raise RuntimeError(f"PostgreSQL is required here and unreachable at {POSTGRES_URL}") from exc
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL} (set FEDPEER_REQUIRE_POSTGRES=1 to fail)")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_schema(postgres_engine: sa.Engine) -> Iterator[str]:
+    """A fresh, uniquely named schema on the test server, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with postgres_engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield name
+    finally:
+        with postgres_engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+
+
+@pytest.fixture
+def postgres_url(postgres_schema: str) -> str:
+    """A SQLAlchemy URL whose connections default to a fresh schema (search_path)."""
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{postgres_schema}"
