@@ -1,0 +1,75 @@
+"""``fedpeer-agent``: the practice side, from computing indicators to sending them."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from fedpeer.cli_support import parse_date, run_app
+from fedpeer.release import write_rows_file
+
+app = typer.Typer(
+    name="fedpeer-agent",
+    help=(
+        "Compute peer-comparison indicators inside the practice; "
+        "send only disclosure-controlled aggregates."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+console = Console(highlight=False)
+
+# Each area of the agent adds its own commands; see the modules' register() functions.
+_COMMAND_MODULES = (
+    "agent.cli_network",
+    "agent.cli_synth",
+    "agent.cli_indicators",
+    "agent.cli_airlock",
+)
+
+
+@app.command()
+def compute(
+    extract: str = typer.Option(..., help="CSV or Parquet directory, or a SQLAlchemy URL."),
+    as_of: str = typer.Option(..., "--as-of", help="Reference date, YYYY-MM-DD."),
+    out: Path = typer.Option(..., help="Where to write the CSV of results."),
+    raw: bool = typer.Option(
+        False, "--raw", help="Write unsuppressed local values (these never leave the machine)."
+    ),
+    engine: str = typer.Option("sql", help="Engine: sql (fast, in the database) or reference."),
+) -> None:
+    """Compute the standard indicators; write what would leave, or with --raw the raw values."""
+    from agent.pipeline import compute_rows
+
+    reference_date = parse_date(as_of, "--as-of")
+    rows, quality = compute_rows(extract, reference_date, raw=raw, engine=engine)
+    write_rows_file(rows, out)
+    kind = "raw local values (never sent)" if raw else "released values"
+    console.print(f"Wrote {len(rows)} rows of {kind} to {out}")
+    if quality is not None:
+        console.print(quality.describe())
+
+
+def _register_commands() -> None:
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+def main() -> None:
+    """Entry point of ``fedpeer-agent``."""
+    _register_commands()
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()
