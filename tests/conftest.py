@@ -28,8 +28,12 @@ def postgres_engine() -> Iterator[sa.Engine]:
     except sa.exc.OperationalError as exc:
         engine.dispose()
         if _postgres_required():
-            raise RuntimeError(f"PostgreSQL is required here and unreachable at {POSTGRES_URL}") from exc
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL} (set FEDPEER_REQUIRE_POSTGRES=1 to fail)")
+            raise RuntimeError(
+                f"PostgreSQL is required here and unreachable at {POSTGRES_URL}"
+            ) from exc
+        pytest.skip(
+            f"PostgreSQL not reachable at {POSTGRES_URL} (set FEDPEER_REQUIRE_POSTGRES=1 to fail)"
+        )
     yield engine
     engine.dispose()
 

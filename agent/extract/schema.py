@@ -42,7 +42,7 @@ clinical_events = sa.Table(
     sa.Column("patient_id", sa.String, nullable=False),
     sa.Column("date", sa.Date, nullable=False),
     sa.Column("snomed_code", sa.String, nullable=False),
-    sa.Column("numeric_value", sa.Float),
+    sa.Column("numeric_value", sa.Double),  # 64-bit: sa.Float is 32-bit REAL on DuckDB
 )
 
 medications = sa.Table(
@@ -65,7 +65,9 @@ appointments = sa.Table(
     sa.Column("clinician_id", sa.String, nullable=False),
     sa.Column("clinician_role", sa.String, nullable=False),
     sa.Column("mode", sa.String, nullable=False),
-    sa.Column("duration_minutes", sa.Float),
+    sa.Column("duration_minutes", sa.Double),
 )
 
-TABLES: dict[str, sa.Table] = {t.name: t for t in (patients, clinical_events, medications, appointments)}
+TABLES: dict[str, sa.Table] = {
+    t.name: t for t in (patients, clinical_events, medications, appointments)
+}
