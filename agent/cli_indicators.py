@@ -1,0 +1,84 @@
+"""``fedpeer-agent explain ID`` and ``fedpeer-agent definitions list``: what the agent computes."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import typer
+
+from fedpeer.dates import long_date
+from fedpeer.definitions import (
+    IndicatorDefinition,
+    content_hash,
+    explain,
+    find_standard,
+    load_definition,
+    load_profile,
+    load_standard_set,
+)
+from fedpeer.errors import DefinitionError
+
+
+def _as_of(value: str | None) -> date:
+    if value is None:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2026-09-30") from None
+
+
+def _fail(exc: DefinitionError) -> None:
+    typer.echo(f"DefinitionError: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``explain`` and ``definitions list`` to the agent's command line."""
+    definitions = typer.Typer(
+        help="The indicator definitions this agent knows.", no_args_is_help=True
+    )
+
+    @app.command("explain")
+    def explain_command(
+        indicator: str = typer.Argument(
+            ..., help="An indicator id, or a path to a .toml definition."
+        ),
+        as_of: str | None = typer.Option(None, "--as-of", help="Reference date (default: today)."),
+    ) -> None:
+        """Say in plain words what an indicator counts on a reference date."""
+        day = _as_of(as_of)
+        try:
+            defn: IndicatorDefinition
+            if indicator.endswith(".toml"):
+                defn = load_definition(Path(indicator))
+            else:
+                defn = find_standard(indicator)
+        except DefinitionError as exc:
+            _fail(exc)
+            return
+        typer.echo(explain(defn, day))
+        typer.echo(f"Content hash: {content_hash(defn)}")
+
+    @definitions.command("list")
+    def list_command(
+        as_of: str | None = typer.Option(None, "--as-of", help="Reference date for the notes."),
+    ) -> None:
+        """List the standard indicators and the practice profile, with versions and hashes."""
+        day = _as_of(as_of)
+        try:
+            standard, profile = load_standard_set(), load_profile()
+        except DefinitionError as exc:
+            _fail(exc)
+            return
+        typer.echo(f"Standard indicators (reference date {long_date(day)}):")
+        for defn in [*standard, *profile]:
+            if defn is profile[0]:
+                typer.echo("Practice profile:")
+            typer.echo(
+                f"  {defn.id:<28} v{defn.version}  {defn.kind.value:<10} "
+                f"{content_hash(defn)[:12]}  {defn.title}"
+            )
+
+    app.add_typer(definitions, name="definitions")

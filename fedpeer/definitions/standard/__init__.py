@@ -1,0 +1,1 @@
+"""The standard indicator set and practice profile, as TOML files and codelists (data)."""
