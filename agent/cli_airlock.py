@@ -1,0 +1,139 @@
+"""The airlock commands of ``fedpeer-agent``: see what would leave, approve or reject it, audit.
+
+``preview ROUND`` shows exactly what a round would send, as a table and as the canonical
+bytes that are signed and sent; ``approve ROUND`` and ``reject ROUND --why TEXT`` decide;
+``audit verify`` checks the hash chain of what has left and ``audit show`` lists it.
+Every command takes ``--home`` (or ``FEDPEER_AGENT_HOME``), the agent's home directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agent.audit import AuditLog
+from agent.ledger import LEDGER_FILE, Ledger
+from fedpeer.canonical import canonical_release_bytes
+from fedpeer.errors import RoundError
+
+console = Console(highlight=False)
+HOME = typer.Option(..., "--home", envvar="FEDPEER_AGENT_HOME", help="The agent's home directory.")
+
+
+def _ledger(home: Path) -> Ledger:
+    if not home.is_dir():
+        raise RoundError(f"{home} is not an agent home directory")
+    return Ledger.at_home(home)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def preview(
+    round_id: str = typer.Argument(..., metavar="ROUND"),
+    home: Path = HOME,
+    show_bytes: bool = typer.Option(True, "--bytes/--no-bytes", help="Also print the bytes."),
+) -> None:
+    """Show exactly what ROUND would send: a table, then the canonical bytes to be signed."""
+    ledger = _ledger(home)
+    releases = ledger.round_releases(round_id)
+    if not releases:
+        raise RoundError(f"round {round_id} has nothing recorded in this ledger")
+    rows = [row for r in releases for row in r.rows]
+    table = Table(title=f"Round {round_id}: what would leave the practice")
+    for column in ("indicator", "category", "numerator", "denominator", "count", "mean", "value"):
+        table.add_column(column, justify="left" if column in ("indicator", "category") else "right")
+    table.add_column("suppressed")
+    for row in sorted(rows, key=lambda r: (r.indicator, r.category)):
+        table.add_row(
+            row.indicator,
+            row.category,
+            *(
+                _cell(getattr(row, c))
+                for c in ("numerator", "denominator", "count", "mean", "value")
+            ),
+            "yes" if row.suppressed else "",
+        )
+    console.print(table)
+    states = sorted({r.state.value for r in releases})
+    console.print(f"State: {', '.join(states)}")
+    data = canonical_release_bytes(rows)
+    console.print(f"Canonical bytes: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
+    if show_bytes:
+        console.print(data.decode("ascii"), markup=False, soft_wrap=True)
+
+
+def approve(round_id: str = typer.Argument(..., metavar="ROUND"), home: Path = HOME) -> None:
+    """Approve ROUND: its releases may now be sent."""
+    _ledger(home).approve(round_id)
+    console.print(f"Approved round {round_id}.")
+
+
+def reject(
+    round_id: str = typer.Argument(..., metavar="ROUND"),
+    why: str = typer.Option(..., "--why", help="The reason, kept in the ledger."),
+    home: Path = HOME,
+) -> None:
+    """Reject ROUND: nothing of it will leave the practice."""
+    _ledger(home).reject(round_id, why)
+    console.print(f"Rejected round {round_id}.")
+
+
+audit_app = typer.Typer(help="The audit log of what has left the practice.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(home: Path = HOME) -> None:
+    """Check the audit log's hash chain; name the first entry that was tampered with."""
+    log = AuditLog.at_home(home)
+    problem = log.verify()
+    if problem is not None:
+        console.print(f"Audit log damaged at {problem}")
+        raise typer.Exit(1)
+    # The chain cannot show entries cut from the end; the ledger's receipts can.
+    if (home / LEDGER_FILE).exists():
+        logged = {e.get("receipt") for e in log.entries()}
+        missing = Ledger.at_home(home).sent_receipts() - logged
+        if missing:
+            console.print(
+                f"Audit log incomplete: {len(missing)} sent release(s) have no entry "
+                f"(receipts {', '.join(sorted(missing))})"
+            )
+            raise typer.Exit(1)
+    console.print(f"Audit log intact: {len(log.entries())} entries.")
+
+
+@audit_app.command("show")
+def audit_show(home: Path = HOME) -> None:
+    """List what has left the practice, oldest first."""
+    table = Table(title="What has left the practice")
+    for column in ("seq", "time", "round", "as of", "to", "receipt", "release sha256"):
+        table.add_column(column)
+    for e in AuditLog.at_home(home).show():
+        table.add_row(
+            str(e["seq"]),
+            str(e["time"]),
+            str(e["round"]),
+            str(e["as_of"]),
+            str(e["to"]),
+            str(e["receipt"] or "-"),
+            str(e["release_sha256"])[:16],
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the airlock commands to ``fedpeer-agent``."""
+    app.command()(preview)
+    app.command()(approve)
+    app.command()(reject)
+    app.add_typer(audit_app, name="audit")

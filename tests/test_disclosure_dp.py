@@ -1,0 +1,79 @@
+"""Optional differential privacy: OpenDP noise on atomic counts, then the usual rules."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedpeer.disclosure import check_release
+from fedpeer.dp import add_noise, cost_rho, opendp_sampler, release_with_noise
+from fedpeer.errors import PolicyError
+from fedpeer.measures import Breakdown, Count, IndicatorResult, Mean, Proportion, Rate
+from fedpeer.policy import DisclosurePolicy, Noise
+from fedpeer.release import to_rows
+
+GAUSS = DisclosurePolicy(noise=Noise.DISCRETE_GAUSSIAN, noise_scale=3.0)
+LAPLACE = DisclosurePolicy(noise=Noise.DISCRETE_LAPLACE, noise_scale=2.0)
+CI = settings(derandomize=True, max_examples=100, deadline=None)
+
+RESULTS = [
+    IndicatorResult("x", Proportion(60, 100)),
+    IndicatorResult("x", Proportion(30, 50), "female"),
+    IndicatorResult("x", Proportion(28, 48), "male"),
+    IndicatorResult("profile.age_sex", Breakdown((("female.0-4", 30), ("male.0-4", 40)), 75)),
+    IndicatorResult("skill_mix", Breakdown((("gp", 300), ("nurse", 120)))),
+    IndicatorResult("gp_f2f_minutes", Mean(50, 11.25)),
+    IndicatorResult("antibiotic_items_per_1000", Rate(700, 1500)),
+    IndicatorResult("profile.list_size", Count(1500)),
+]
+
+
+def _scripted(noise: list[int]) -> object:
+    it = itertools.cycle(noise or [0])
+    return lambda x: x + next(it)
+
+
+@CI
+@given(st.lists(st.integers(-12, 12), min_size=1, max_size=30))
+def test_noisy_counts_stay_consistent_and_pass_the_coordinators_check(noise: list[int]) -> None:
+    """Whatever the noise: numerators within denominators, wholes and totals are sums of
+    their noisy parts, no count is negative, and the released rows pass check_release."""
+    noisy = add_noise(RESULTS, _scripted(noise))  # type: ignore[arg-type]
+    whole, female, male = (r.measure for r in noisy[:3])
+    for p in (whole, female, male):
+        assert 0 <= p.numerator <= p.denominator  # type: ignore[union-attr, operator]
+    assert whole.numerator >= female.numerator + male.numerator  # type: ignore[union-attr, operator]
+    b = noisy[3].measure
+    assert b.total >= sum(c for _, c in b.cells)  # type: ignore[union-attr, misc, operator]
+    released = release_with_noise(RESULTS, GAUSS, _scripted(noise))  # type: ignore[arg-type]
+    assert check_release(to_rows(released), GAUSS) == []
+
+
+def test_opendp_noise_is_real_and_then_rounded() -> None:
+    add = opendp_sampler(GAUSS)
+    draws = {add(1000) for _ in range(50)}
+    assert len(draws) > 5 and all(900 < d < 1100 for d in draws)
+    released = release_with_noise(RESULTS, GAUSS)
+    assert check_release(to_rows(released), GAUSS) == []
+    assert release_with_noise(RESULTS, LAPLACE) is not None
+
+
+def test_cost_is_opendps_map_per_indicator() -> None:
+    """Six indicators at scale 3: rho = 6 / (2 * 9); Laplace epsilon 1/2 each -> rho 1/8 each."""
+    assert cost_rho(RESULTS, GAUSS) == pytest.approx(6 / 18)
+    assert cost_rho(RESULTS, LAPLACE) == pytest.approx(6 * 0.5**2 / 2)
+    assert cost_rho(RESULTS, DisclosurePolicy()) == 0.0
+
+
+def test_noise_policy_needs_a_scale_and_can_only_tighten() -> None:
+    with pytest.raises(PolicyError):
+        DisclosurePolicy(noise=Noise.DISCRETE_GAUSSIAN)
+    assert GAUSS.at_least_as_strict_as(DisclosurePolicy())
+    assert not DisclosurePolicy().at_least_as_strict_as(GAUSS)
+    assert not DisclosurePolicy(
+        noise=Noise.DISCRETE_GAUSSIAN, noise_scale=1.0
+    ).at_least_as_strict_as(GAUSS)
+    assert DisclosurePolicy().digest() == DisclosurePolicy(noise=Noise.NONE).digest()
