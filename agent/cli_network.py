@@ -1,0 +1,70 @@
+"""The agent's network commands: ``enrol`` once with a token, then ``run``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from agent.client import Agent, enrol, split_address
+from agent.pipeline import RoundPipeline
+
+console = Console(highlight=False)
+
+
+def practice_agent(home: Path, extract: str) -> Agent:
+    """An enrolled agent answering rounds from this practice's extract."""
+    pipeline = RoundPipeline(extract, home)
+    return Agent(home, pipeline.prepare, on_acknowledged=pipeline.acknowledged)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``enrol`` and ``run`` to the agent's command-line app."""
+
+    @app.command("enrol")
+    def enrol_command(
+        coordinator: str = typer.Option(
+            ..., "--coordinator", help="HOST:PORT of the coordinator's mutual-TLS port."
+        ),
+        enrol_port: int = typer.Option(..., "--enrol-port", help="The enrolment port."),
+        token: str = typer.Option(..., "--token", help="One-time token from the coordinator."),
+        home: Path = typer.Option(..., "--home", help="Directory for this agent's key and state."),
+        server_name: str | None = typer.Option(
+            None, "--server-name", help="Name in the coordinator's certificate, if not HOST."
+        ),
+    ) -> None:
+        """Enrol this agent once: make a key here, get a certificate from the coordinator."""
+        split_address(coordinator)
+        identity = asyncio.run(enrol(coordinator, enrol_port, token, home, server_name))
+        console.print(f"Enrolled as practice {identity.practice_id}; identity kept in {home}")
+        console.print("The private key never leaves this directory.")
+
+    @app.command("run")
+    def run_command(
+        home: Path = typer.Option(..., "--home", help="The enrolled agent's directory."),
+        extract: str = typer.Option(..., help="CSV or Parquet directory, or a SQLAlchemy URL."),
+        once: bool = typer.Option(False, "--once", help="Answer the open rounds, then exit."),
+    ) -> None:
+        """Answer collection rounds: follow them as they open, or with --once, those open now."""
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        agent = practice_agent(home, extract)
+        if not once:
+            console.print(f"Following rounds from {agent.identity.coordinator}; Ctrl+C stops")
+            try:
+                asyncio.run(agent.run_forever())
+            except KeyboardInterrupt:
+                console.print("Stopped.")
+            return
+        outcomes = asyncio.run(agent.run_once())
+        if not outcomes:
+            console.print("No open rounds to answer.")
+        for outcome in outcomes:
+            line = f"round {outcome.round_id}: {outcome.status}"
+            if outcome.receipt is not None:
+                line += f" (receipt {outcome.receipt.submission_id})"
+            elif outcome.detail:
+                line += f" ({outcome.detail})"
+            console.print(line)

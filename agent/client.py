@@ -1,0 +1,431 @@
+"""The agent's side of the wire: enrol once, then answer rounds over mutual TLS.
+
+The agent opens every connection (outbound only). It learns of rounds from a
+server stream it holds open, checks the coordinator's signature on each round against
+the CA pinned at enrolment, asks an injected ``prepare`` for the released rows (or a
+refusal), writes the answer to its outbox, sends it, and marks it acknowledged only when
+a signed receipt for exactly that content comes back.
+
+``prepare(round) -> list[ResultRow] | Release | Refusal`` is the seam where the real
+extract -> engine -> disclosure pipeline plugs in; it may be sync (run in a thread) or
+async. It never sees the network, and nothing it returns is sent before being stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from agent.identity_store import AgentHome, AgentIdentity
+from agent.outbox import ACKNOWLEDGED, REFUSAL, REJECTED, SUBMISSION, Outbox, OutboxEntry
+from fedpeer import wire
+from fedpeer.channel import secure_channel
+from fedpeer.collection import (
+    Receipt,
+    Refusal,
+    Release,
+    Round,
+    RoundClosed,
+    Submission,
+    SubmissionConflict,
+    UnknownRound,
+    sha256_hex,
+)
+from fedpeer.errors import (
+    CoordinatorUnreachable,
+    EnrolmentError,
+    FedpeerError,
+    IdentityError,
+    PolicyError,
+    RoundError,
+)
+from fedpeer.identity import (
+    ROLE_PRACTICE,
+    cert_from_pem,
+    cert_to_pem,
+    fingerprint,
+    generate_key,
+    key_to_pem,
+    make_csr,
+    parse_token,
+    subject_of,
+    verify_issued_by,
+)
+from fedpeer.release import ResultRow
+from fedpeer.signing import verify
+from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2, enrolment_pb2, enrolment_pb2_grpc
+
+log = logging.getLogger("fedpeer.agent")
+
+PrepareResult = Sequence[ResultRow] | Release | Refusal
+Prepare = Callable[[Round], PrepareResult | Awaitable[PrepareResult]]
+# Called once a receipt for a round is verified: (round id, receipt, coordinator address).
+Acknowledged = Callable[[str, Receipt, str], None]
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+CALL_TIMEOUT = 30.0
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """HOST and PORT of ``HOST:PORT`` (``[v6]:PORT`` too)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise CoordinatorUnreachable(f"{address!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def translate(exc: grpc.aio.AioRpcError, address: str, probe: bool = False) -> FedpeerError:
+    """A gRPC failure as the domain error a person can act on.
+
+    With ``probe``, an UNAVAILABLE is told apart by a plain TCP connect: a server that
+    accepts TCP but drops the TLS handshake is refusing this agent's certificate (gRPC
+    reports only "Socket closed" then).
+    """
+    code, details = exc.code(), exc.details() or ""
+    host, port = split_address(address)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        lowered = details.lower()
+        handshake = "handshake" in lowered or "ssl" in lowered or "certificate" in lowered
+        if handshake or (probe and _port_open(host, port)):
+            return IdentityError(
+                f"the TLS handshake with the coordinator at {address} failed: it does not "
+                "accept this agent's certificate (from another CA, expired, or for another "
+                "coordinator), or its certificate is not from the CA this agent enrolled "
+                "with; re-enrol with a new token if this persists"
+            )
+        return CoordinatorUnreachable(
+            f"cannot reach the coordinator at {host}:{port}: is it running, and does the "
+            f"firewall allow outbound connections to port {port}?"
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return CoordinatorUnreachable(f"the coordinator at {address} did not answer in time")
+    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        return IdentityError(f"the coordinator refused this agent: {details}")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return UnknownRound(details)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return SubmissionConflict(details)
+    if code == grpc.StatusCode.FAILED_PRECONDITION and "closed" in details:
+        return RoundClosed(details)
+    return RoundError(f"the coordinator refused the request ({code.name}): {details}")
+
+
+# Enrolment
+
+
+def fetch_ca_from_handshake(host: str, port: int, ca_fingerprint: str) -> bytes:
+    """The CA certificate the server sends in its TLS handshake, if its fingerprint matches.
+
+    Nothing is trusted yet, so the handshake is unverified; the fingerprint from the
+    token is what makes the returned certificate trustworthy.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection((host, port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            # CPython 3.10-3.12 expose the peer chain only on the private object.
+            chain = tls._sslobj.get_unverified_chain()  # type: ignore[union-attr]
+            pems = [c.public_bytes() for c in chain or ()]  # PEM by default
+    except OSError as exc:
+        raise CoordinatorUnreachable(
+            f"cannot reach the coordinator's enrolment port at {host}:{port}: is it running, "
+            f"and does the firewall allow outbound connections to port {port}?"
+        ) from exc
+    for pem in pems:
+        cert = cert_from_pem(pem.encode() if isinstance(pem, str) else pem)
+        if fingerprint(cert) == ca_fingerprint:
+            return cert_to_pem(cert)
+    raise EnrolmentError(
+        f"the server at {host}:{port} does not hold the CA named in the token: "
+        "check the address, or ask the coordinator for a new token"
+    )
+
+
+async def enrol(
+    coordinator: str,
+    enrol_port: int,
+    token: str,
+    home: Path,
+    server_name: str | None = None,
+) -> AgentIdentity:
+    """Enrol with a one-time token: make a key, get a certificate, save both in ``home``."""
+    agent_home = AgentHome(home)
+    if agent_home.is_enrolled():
+        raise EnrolmentError(f"{home} already holds an enrolled agent; use another directory")
+    ca_fp, _ = parse_token(token)
+    host, _port = split_address(coordinator)
+    ca_pem = await asyncio.to_thread(fetch_ca_from_handshake, host, enrol_port, ca_fp)
+    key = generate_key()
+    enrol_address = f"{host}:{enrol_port}" if ":" not in host else f"[{host}]:{enrol_port}"
+    async with secure_channel(enrol_address, ca_pem, server_name=server_name) as channel:
+        stub = enrolment_pb2_grpc.EnrolmentStub(channel)
+        try:
+            response = await stub.Enrol(
+                enrolment_pb2.EnrolRequest(token=token, csr_pem=make_csr(key).decode()),
+                timeout=CALL_TIMEOUT,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+                raise EnrolmentError(exc.details() or "enrolment refused") from None
+            raise translate(exc, enrol_address) from None
+    cert = cert_from_pem(response.certificate_pem)
+    ca_cert = cert_from_pem(ca_pem)
+    verify_issued_by(cert, ca_cert)
+    if cert.public_key() != key.public_key() or subject_of(cert).role != ROLE_PRACTICE:
+        raise EnrolmentError("the coordinator returned a certificate for another key or role")
+    identity = AgentIdentity(
+        practice_id=response.practice_id,
+        coordinator=coordinator,
+        key_pem=key_to_pem(key),
+        cert_pem=response.certificate_pem.encode(),
+        ca_pem=ca_pem,
+        server_name=server_name,
+    )
+    agent_home.save(identity)
+    log.info("event=enrolled practice=%s", identity.practice_id)
+    return identity
+
+
+# Rounds
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one round: submitted, refused, already, rejected, or failed."""
+
+    round_id: str
+    status: str
+    receipt: Receipt | None = None
+    detail: str = ""
+
+
+class Agent:
+    """An enrolled agent answering rounds with ``prepare``."""
+
+    def __init__(
+        self,
+        home: Path,
+        prepare: Prepare,
+        *,
+        max_attempts: int = 5,
+        backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 30.0,
+        on_acknowledged: Acknowledged | None = None,
+    ) -> None:
+        self.home = AgentHome(home)
+        self._on_acknowledged = on_acknowledged
+        self.identity = self.home.load()
+        self.outbox = Outbox(self.home.outbox_path)
+        self._prepare = prepare
+        self._max_attempts = max_attempts
+        self._backoff = backoff_seconds
+        self._max_backoff = max_backoff_seconds
+
+    def _channel(self) -> grpc.aio.Channel:
+        i = self.identity
+        return secure_channel(i.coordinator, i.ca_pem, i.key_pem, i.cert_pem, i.server_name)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[list[Outcome]]]) -> list[Outcome]:
+        delay = self._backoff
+        for tries in range(1, self._max_attempts + 1):
+            try:
+                return await attempt()
+            except grpc.aio.AioRpcError as exc:
+                final = exc.code() not in RETRYABLE or tries == self._max_attempts
+                error = translate(exc, self.identity.coordinator, probe=final)
+                if final:
+                    raise error from None
+                log.warning("event=retry attempt=%d wait=%.1fs reason=%s", tries, delay, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def run_once(self) -> list[Outcome]:
+        """Resend what the outbox holds, answer every open round, then return."""
+
+        async def attempt() -> list[Outcome]:
+            async with self._channel() as channel:
+                stub = agent_pb2_grpc.AgentStub(channel)
+                outcomes = await self._flush(stub)
+                listed = await stub.ListOpenRounds(
+                    agent_pb2.ListOpenRoundsRequest(), timeout=CALL_TIMEOUT
+                )
+                for announcement in listed.rounds:
+                    outcomes.append(await self.handle_round(stub, announcement.round_id))
+                return outcomes
+
+        return await self._retrying(attempt)
+
+    async def run_forever(self, stop: asyncio.Event | None = None) -> None:
+        """Hold the round subscription open, answering rounds as they open, until ``stop``."""
+        stop = stop or asyncio.Event()
+        delay = self._backoff
+        while not stop.is_set():
+            try:
+                async with self._channel() as channel:
+                    stub = agent_pb2_grpc.AgentStub(channel)
+                    await self._flush(stub)
+                    watch = stub.WatchRounds(agent_pb2.WatchRoundsRequest())
+                    stopper = asyncio.create_task(stop.wait())
+                    try:
+                        await self._follow(stub, watch, stopper)
+                    finally:
+                        stopper.cancel()
+                        watch.cancel()
+                delay = self._backoff
+                if not stop.is_set():
+                    # The coordinator ended the stream (a restart, a load balancer): pause
+                    # briefly so a misbehaving server cannot make the agent spin.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self._backoff)
+            except grpc.aio.AioRpcError as exc:
+                error = translate(exc, self.identity.coordinator, probe=True)
+                # A server shutting down may cancel the stream rather than drop it.
+                if exc.code() not in (*RETRYABLE, grpc.StatusCode.CANCELLED):
+                    raise error from None
+                log.warning("event=disconnected wait=%.1fs reason=%s", delay, error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, self._max_backoff)
+
+    async def _follow(
+        self,
+        stub: agent_pb2_grpc.AgentStub,
+        watch: grpc.aio.UnaryStreamCall,
+        stopper: asyncio.Task[bool],
+    ) -> None:
+        reader = watch.__aiter__()
+        while True:
+            nxt = asyncio.ensure_future(reader.__anext__())
+            done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                nxt.cancel()
+                return
+            try:
+                announcement = nxt.result()
+            except StopAsyncIteration:
+                return
+            try:
+                await self.handle_round(stub, announcement.round_id)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in RETRYABLE:
+                    raise
+                error = translate(exc, self.identity.coordinator)
+                if isinstance(error, IdentityError):
+                    raise error from None
+                log.error("event=round_failed round=%s reason=%s", announcement.round_id, error)
+            except FedpeerError as exc:
+                # One bad round (unverifiable, refused by prepare's errors) must not stop
+                # the agent answering the next; the reason is logged, never patient data.
+                log.error("event=round_failed round=%s reason=%s", announcement.round_id, exc)
+
+    async def _flush(self, stub: agent_pb2_grpc.AgentStub) -> list[Outcome]:
+        return [await self._send(stub, e) for e in self.outbox.entries("pending")]
+
+    async def handle_round(self, stub: agent_pb2_grpc.AgentStub, round_id: str) -> Outcome:
+        """Answer one round: verify it, prepare, store in the outbox, send, record receipt."""
+        entry = self.outbox.get(round_id)
+        if entry is not None:
+            if entry.state in (ACKNOWLEDGED, REJECTED):
+                return Outcome(round_id, "already", self._receipt(entry), entry.detail)
+            return await self._send(stub, entry)
+        message = await stub.GetRound(agent_pb2.GetRoundRequest(round_id=round_id), timeout=60)
+        round_ = wire.round_from_proto(message)
+        if round_.round_id != round_id:
+            raise IdentityError(f"asked for round {round_id}, the coordinator sent another")
+        verify(self.identity.ca_cert, round_.manifest(), round_.signature)
+        try:
+            result = await self._run_prepare(round_)
+        except FedpeerError as exc:
+            # Nothing was stored or sent; the round is tried again on the next run.
+            log.error("event=prepare_failed round=%s reason=%s", round_id, exc)
+            return Outcome(round_id, "failed", detail=f"{type(exc).__name__}: {exc}")
+        if isinstance(result, Refusal):
+            payload = agent_pb2.RefusalRequest(round_id=round_id, reason=result.reason)
+            data = payload.SerializeToString(deterministic=True)
+            entry = self.outbox.put(round_id, REFUSAL, sha256_hex(data), data)
+        else:
+            if isinstance(result, Release):
+                rows, policy = tuple(result.rows), result.policy
+                if not policy.at_least_as_strict_as(round_.policy):
+                    raise PolicyError("prepare() applied a looser policy than the round's")
+            else:
+                rows, policy = tuple(result), round_.policy
+            submission = Submission(round_id, round_.definition_hashes, policy.digest(), rows)
+            data = wire.submission_to_proto(submission).SerializeToString(deterministic=True)
+            entry = self.outbox.put(round_id, SUBMISSION, submission.digest(), data)
+        return await self._send(stub, entry)
+
+    async def _run_prepare(self, round_: Round) -> PrepareResult:
+        if inspect.iscoroutinefunction(self._prepare):
+            return await self._prepare(round_)
+        # A synchronous pipeline reads the extract: keep it off the event loop so the
+        # round subscription's keepalive pings carry on meanwhile.
+        result = await asyncio.to_thread(self._prepare, round_)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    async def _send(self, stub: agent_pb2_grpc.AgentStub, entry: OutboxEntry) -> Outcome:
+        try:
+            if entry.kind == REFUSAL:
+                refusal = agent_pb2.RefusalRequest.FromString(entry.payload)
+                answer = await stub.ReportRefusal(refusal, timeout=CALL_TIMEOUT)
+                self.outbox.acknowledge(entry.round_id, answer.SerializeToString(), "refused")
+                return Outcome(entry.round_id, "refused", detail=refusal.reason)
+            request = agent_pb2.SubmitRequest.FromString(entry.payload)
+            message = await stub.Submit(request, timeout=CALL_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in RETRYABLE:
+                raise
+            error = translate(exc, self.identity.coordinator)
+            if isinstance(error, IdentityError):
+                raise error from None
+            # The coordinator will never take this answer (closed round, conflict): keep
+            # the entry for the record, stop resending it.
+            self.outbox.reject(entry.round_id, str(error))
+            log.warning("event=rejected round=%s reason=%s", entry.round_id, error)
+            return Outcome(entry.round_id, "rejected", detail=str(error))
+        receipt = wire.receipt_from_proto(message)
+        verify(self.identity.ca_cert, receipt.document(), receipt.signature)
+        if (
+            receipt.content_sha256 != entry.content_sha256
+            or receipt.round_id != entry.round_id
+            or receipt.practice_id != self.identity.practice_id
+        ):
+            raise IdentityError(f"round {entry.round_id}: the receipt is for other content")
+        if self._on_acknowledged is not None:
+            # Only now has it left the practice: the ledger and audit log say so, before the
+            # outbox lets go of it. Should recording fail (a damaged audit log, a crash), the
+            # entry stays pending and the resend gets the same receipt to record.
+            self._on_acknowledged(entry.round_id, receipt, self.identity.coordinator)
+        self.outbox.acknowledge(entry.round_id, message.SerializeToString())
+        log.info("event=acknowledged round=%s submission=%s", entry.round_id, receipt.submission_id)
+        return Outcome(entry.round_id, "submitted", receipt)
+
+    @staticmethod
+    def _receipt(entry: OutboxEntry) -> Receipt | None:
+        if entry.kind != SUBMISSION or not entry.receipt:
+            return None
+        return wire.receipt_from_proto(common_pb2.Receipt.FromString(entry.receipt))

@@ -1,0 +1,129 @@
+"""The agent's durable outbox: what it will send, has sent, and what came back.
+
+A submission is written here, and committed, before it is sent; it is marked
+acknowledged only when a receipt arrives. After a crash or an outage the agent resends
+the stored bytes, unchanged, so the coordinator's idempotency returns the same receipt.
+Practice IT can read this file to see exactly what left the practice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+PENDING = "pending"
+ACKNOWLEDGED = "acknowledged"
+REJECTED = "rejected"
+SUBMISSION = "submission"
+REFUSAL = "refusal"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    round_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    state TEXT NOT NULL,
+    receipt BLOB,
+    detail TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One round's answer: a serialized submission or refusal, and its fate."""
+
+    round_id: str
+    kind: str
+    content_sha256: str
+    payload: bytes
+    state: str
+    receipt: bytes | None
+    detail: str
+    created_at: str
+    updated_at: str
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+class Outbox:
+    """A SQLite file of one entry per round, written before anything is sent."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with self._connect() as conn:
+            conn.execute(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=10)
+        try:
+            # FULL sync: an entry must survive a power cut once put() has returned.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    def put(self, round_id: str, kind: str, content_sha256: str, payload: bytes) -> OutboxEntry:
+        """Record an answer as pending; an existing entry for the round wins and is returned."""
+        now = _now()
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO outbox (round_id, kind, content_sha256, payload, state,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (round_id, kind, content_sha256, payload, PENDING, now, now),
+            )
+        entry = self.get(round_id)
+        assert entry is not None
+        return entry
+
+    def get(self, round_id: str) -> OutboxEntry | None:
+        """The entry for a round, or None."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT round_id, kind, content_sha256, payload, state, receipt, detail,"
+                " created_at, updated_at FROM outbox WHERE round_id = ?",
+                (round_id,),
+            ).fetchone()
+        return None if row is None else OutboxEntry(*row)
+
+    def entries(self, state: str | None = None) -> list[OutboxEntry]:
+        """Every entry, or those in one state, oldest first."""
+        query = (
+            "SELECT round_id, kind, content_sha256, payload, state, receipt, detail,"
+            " created_at, updated_at FROM outbox"
+        )
+        args: tuple[str, ...] = ()
+        if state is not None:
+            query += " WHERE state = ?"
+            args = (state,)
+        with self._connect() as conn:
+            rows = conn.execute(query + " ORDER BY created_at, round_id", args).fetchall()
+        return [OutboxEntry(*r) for r in rows]
+
+    def acknowledge(self, round_id: str, receipt: bytes, detail: str = "") -> None:
+        """Mark an entry acknowledged, keeping the coordinator's receipt."""
+        self._finish(round_id, ACKNOWLEDGED, receipt, detail)
+
+    def reject(self, round_id: str, detail: str) -> None:
+        """Mark an entry as refused by the coordinator for good (closed round, conflict)."""
+        self._finish(round_id, REJECTED, None, detail)
+
+    def _finish(self, round_id: str, state: str, receipt: bytes | None, detail: str) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = ?, receipt = ?, detail = ?, updated_at = ?"
+                " WHERE round_id = ?",
+                (state, receipt, detail, _now(), round_id),
+            )

@@ -1,0 +1,153 @@
+"""A small asyncio client for the Admin service, used by the CLI and tests.
+
+It connects with the admin certificate from the coordinator's home and turns gRPC
+failures into the same plain sentences the agent uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import astuple
+from types import TracebackType
+
+import grpc
+import pandas as pd
+
+from agent.client import translate
+from coordinator.ca import CoordinatorHome
+from coordinator.store import FRAME_COLUMNS
+from fedpeer import wire
+from fedpeer.channel import secure_channel
+from fedpeer.collection import DefinitionDocument, Round
+from fedpeer.errors import CoordinatorUnreachable
+from fedpeer.policy import DisclosurePolicy
+from fedpeer.v1 import admin_pb2, admin_pb2_grpc
+
+TIMEOUT = 30.0
+
+
+def recorded_address(home: CoordinatorHome) -> str:
+    """The mutual-TLS address ``serve`` recorded in the home."""
+    if not home.address_file.exists():
+        raise CoordinatorUnreachable(
+            f"no running coordinator recorded in {home.root}: start `fedpeer-coordinator serve`"
+            " or pass --coordinator HOST:PORT"
+        )
+    return home.address_file.read_text().splitlines()[0].strip()
+
+
+class AdminClient:
+    """Admin calls over mutual TLS with the home's admin certificate."""
+
+    def __init__(self, address: str, home: CoordinatorHome, server_name: str | None = None):
+        self.address = address
+        self._channel = secure_channel(
+            address,
+            home.ca_cert.read_bytes(),
+            home.admin_key.read_bytes(),
+            home.admin_cert.read_bytes(),
+            server_name,
+        )
+        self._stub = admin_pb2_grpc.AdminStub(self._channel)
+
+    async def __aenter__(self) -> AdminClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
+
+    async def _call(self, method: str, request: object) -> object:
+        try:
+            return await getattr(self._stub, method)(request, timeout=TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc, self.address, probe=True) from None
+
+    async def invite(self, practice_id: str, name: str, locality: str) -> tuple[str, str]:
+        """A one-time enrolment token for a practice, and when it expires."""
+        response = await self._call(
+            "CreateEnrolmentToken",
+            admin_pb2.CreateEnrolmentTokenRequest(
+                practice_id=practice_id, name=name, locality=locality
+            ),
+        )
+        assert isinstance(response, admin_pb2.CreateEnrolmentTokenResponse)
+        return response.token, response.expires_at
+
+    async def practices(self) -> list[admin_pb2.Practice]:
+        """Every practice."""
+        response = await self._call("ListPractices", admin_pb2.ListPracticesRequest())
+        assert isinstance(response, admin_pb2.ListPracticesResponse)
+        return list(response.practices)
+
+    async def revoke(self, practice_id: str) -> admin_pb2.Practice:
+        """Revoke a practice's certificate."""
+        response = await self._call(
+            "RevokePractice", admin_pb2.RevokePracticeRequest(practice_id=practice_id)
+        )
+        assert isinstance(response, admin_pb2.Practice)
+        return response
+
+    async def start_round(
+        self,
+        as_of: dt.date,
+        definitions: Iterable[DefinitionDocument] = (),
+        policy: DisclosurePolicy | None = None,
+        standard: bool = True,
+    ) -> Round:
+        """Open a round."""
+        request = admin_pb2.StartRoundRequest(
+            as_of=as_of.isoformat(),
+            standard=standard,
+            definitions=[wire.definition_to_proto(d) for d in definitions],
+        )
+        if policy is not None:
+            request.policy.CopyFrom(wire.policy_to_proto(policy))
+        response = await self._call("StartRound", request)
+        return wire.round_from_proto(response)  # type: ignore[arg-type]
+
+    async def status(self, round_id: str) -> admin_pb2.RoundStatus:
+        """Who has answered a round."""
+        response = await self._call(
+            "GetRoundStatus", admin_pb2.GetRoundStatusRequest(round_id=round_id)
+        )
+        assert isinstance(response, admin_pb2.RoundStatus)
+        return response
+
+    async def close_round(self, round_id: str) -> admin_pb2.RoundStatus:
+        """Close a round."""
+        response = await self._call("CloseRound", admin_pb2.CloseRoundRequest(round_id=round_id))
+        assert isinstance(response, admin_pb2.RoundStatus)
+        return response
+
+    async def comparisons(self, round_id: str) -> list[admin_pb2.PracticeRow]:
+        """The released rows of a round with their practices."""
+        response = await self._call(
+            "GetComparisons", admin_pb2.GetComparisonsRequest(round_id=round_id)
+        )
+        assert isinstance(response, admin_pb2.GetComparisonsResponse)
+        return list(response.rows)
+
+
+def rows_frame(rows: Iterable[admin_pb2.PracticeRow]) -> pd.DataFrame:
+    """Released rows from the wire as the store's frame (``Store.released_rows_frame``)."""
+    records = []
+    for item in rows:
+        row = wire.row_from_proto(item.row)
+        records.append((item.practice_id, item.practice_name, item.locality, *astuple(row)))
+    frame = pd.DataFrame(records, columns=list(FRAME_COLUMNS))
+    for name in ("numerator", "denominator", "count"):
+        frame[name] = frame[name].astype("Int64")
+    for name in ("mean", "value"):
+        frame[name] = frame[name].astype("float64")
+    frame["suppressed"] = frame["suppressed"].astype(bool)
+    return frame

@@ -1,0 +1,160 @@
+"""The coordinator's home (CA, server and admin certificates) and enrolment by token.
+
+A token is ``fp1.<CA fingerprint>.<secret>``. The secret proves the practice was invited;
+the CA fingerprint lets the agent check, before it sends anything, that the server it
+reached holds this coordinator's CA (as kubeadm's discovery hash does). The store keeps
+only the SHA-256 of a token, and a token works once, before it expires.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from coordinator.store import Store
+from fedpeer.errors import EnrolmentError, IdentityError
+from fedpeer.identity import (
+    CertificateAuthority,
+    cert_from_pem,
+    cert_to_pem,
+    fingerprint,
+    key_to_pem,
+    new_token,
+    parse_token,
+)
+
+DEFAULT_TOKEN_VALIDITY = dt.timedelta(days=7)
+PRACTICE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+@dataclass(frozen=True)
+class CoordinatorHome:
+    """Where a coordinator keeps its keys, certificates and default SQLite store."""
+
+    root: Path
+
+    @property
+    def ca_key(self) -> Path:
+        """The CA private key (0600)."""
+        return self.root / "ca.key"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA certificate."""
+        return self.root / "ca.crt"
+
+    @property
+    def server_key(self) -> Path:
+        """The TLS server key (0600)."""
+        return self.root / "server.key"
+
+    @property
+    def server_cert(self) -> Path:
+        """The TLS server certificate."""
+        return self.root / "server.crt"
+
+    @property
+    def admin_key(self) -> Path:
+        """The administrator's client key (0600)."""
+        return self.root / "admin.key"
+
+    @property
+    def admin_cert(self) -> Path:
+        """The administrator's client certificate."""
+        return self.root / "admin.crt"
+
+    @property
+    def database(self) -> Path:
+        """The default SQLite store."""
+        return self.root / "coordinator.sqlite"
+
+    @property
+    def address_file(self) -> Path:
+        """Where ``serve`` records the address it listens on, for the admin CLI."""
+        return self.root / "address"
+
+    def load_ca(self) -> CertificateAuthority:
+        """The CA; IdentityError when the home was not initialised."""
+        if not self.ca_key.exists() or not self.ca_cert.exists():
+            raise IdentityError(
+                f"{self.root} holds no coordinator CA: run `fedpeer-coordinator init` first"
+            )
+        return CertificateAuthority.from_pem(self.ca_key.read_bytes(), self.ca_cert.read_bytes())
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(path, 0o600)
+
+
+def init_home(root: Path, hosts: Iterable[str] = ()) -> CoordinatorHome:
+    """Create a CA, a server certificate for ``hosts`` and an admin certificate in ``root``."""
+    home = CoordinatorHome(root)
+    if home.ca_key.exists():
+        raise IdentityError(f"{root} already holds a coordinator CA; not overwriting it")
+    root.mkdir(parents=True, exist_ok=True)
+    ca = CertificateAuthority.create()
+    _write_private(home.ca_key, key_to_pem(ca.key))
+    home.ca_cert.write_bytes(ca.cert_pem)
+    server_key, server_cert = ca.issue_server(hosts)
+    _write_private(home.server_key, key_to_pem(server_key))
+    home.server_cert.write_bytes(cert_to_pem(server_cert))
+    admin_key, admin_cert = ca.issue_admin()
+    _write_private(home.admin_key, key_to_pem(admin_key))
+    home.admin_cert.write_bytes(cert_to_pem(admin_cert))
+    return home
+
+
+def token_sha256(token: str) -> str:
+    """The hash under which a token is stored."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(
+    store: Store,
+    ca_cert: x509.Certificate,
+    practice_id: str,
+    name: str,
+    locality: str,
+    validity: dt.timedelta = DEFAULT_TOKEN_VALIDITY,
+    now: dt.datetime | None = None,
+) -> tuple[str, dt.datetime]:
+    """Invite a practice: a one-time token and when it expires."""
+    if not practice_id or not set(practice_id) <= PRACTICE_ID_CHARS or len(practice_id) > 64:
+        raise EnrolmentError(
+            "a practice id is 1-64 letters, digits, '-', '_' or '.' (an ODS code such as A81001)"
+        )
+    now = now or dt.datetime.now(dt.UTC)
+    token = new_token(ca_cert)
+    expires = now + validity
+    store.add_enrolment_token(practice_id, name, locality, token_sha256(token), expires, now)
+    return token, expires
+
+
+def enrol(
+    store: Store, ca: CertificateAuthority, token: str, csr_pem: str, now: dt.datetime | None = None
+) -> tuple[str, x509.Certificate]:
+    """Redeem a token for a practice certificate: the practice id and the certificate."""
+    now = now or dt.datetime.now(dt.UTC)
+    ca_fp, _ = parse_token(token)
+    if ca_fp != fingerprint(ca.cert):
+        raise EnrolmentError("this token was issued by another coordinator")
+    hashed = token_sha256(token)
+    # Check the token before signing anything, then redeem it atomically with the cert.
+    practice_id = store.token_practice(hashed, now)
+    cert = ca.issue_practice(csr_pem, practice_id)
+    store.redeem_token(hashed, fingerprint(cert), now)
+    return practice_id, cert
+
+
+def load_cert(path: Path) -> x509.Certificate:
+    """A certificate from a PEM file."""
+    return cert_from_pem(path.read_bytes())

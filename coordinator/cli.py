@@ -1,0 +1,234 @@
+"""``fedpeer-coordinator``: set up the CA, serve, enrol practices, run rounds.
+
+Every command but ``init`` and ``serve`` talks to the running coordinator over mutual
+TLS with the admin certificate in ``--home``, so it works the same from the coordinator
+machine or an administrator's laptop holding a copy of the admin key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coordinator.admin_client import AdminClient, recorded_address, rows_frame
+from coordinator.ca import CoordinatorHome, init_home
+from coordinator.server import CoordinatorConfig, RunningCoordinator, serve
+from coordinator.store import Store
+from fedpeer.cli_support import parse_date, run_app
+from fedpeer.collection import DefinitionDocument
+from fedpeer.errors import DefinitionError
+from fedpeer.v1 import admin_pb2
+
+app = typer.Typer(
+    name="fedpeer-coordinator",
+    help="Enrol practices, run collection rounds, and compare what they release.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+practice_app = typer.Typer(help="Invite and list practices.", no_args_is_help=True)
+round_app = typer.Typer(help="Start, follow and close collection rounds.", no_args_is_help=True)
+app.add_typer(practice_app, name="practice")
+app.add_typer(round_app, name="round")
+console = Console(highlight=False)
+
+T = TypeVar("T")
+HOME = typer.Option(
+    Path("coordinator-home"), "--home", envvar="FEDPEER_COORDINATOR_HOME", help="Coordinator home."
+)
+COORDINATOR = typer.Option(
+    None, "--coordinator", help="HOST:PORT of the coordinator (default: as `serve` recorded)."
+)
+
+
+def _admin_call(
+    home: Path, coordinator: str | None, call: Callable[[AdminClient], Awaitable[T]]
+) -> T:
+    coord_home = CoordinatorHome(home)
+    address = coordinator or recorded_address(coord_home)
+
+    async def run() -> T:
+        async with AdminClient(address, coord_home) as client:
+            return await call(client)
+
+    return asyncio.run(run())
+
+
+@app.command()
+def init(
+    home: Path = HOME,
+    host: list[str] = typer.Option(
+        [], "--host", help="Extra name or address agents use to reach the server (repeatable)."
+    ),
+) -> None:
+    """Create the CA, the server and admin certificates, and the SQLite store."""
+    coord_home = init_home(home, host)
+    Store(coord_home.database).close()
+    console.print(f"Initialised coordinator home {home}")
+    console.print(f"  CA certificate  {coord_home.ca_cert}")
+    console.print(f"  store           {coord_home.database}")
+
+
+@app.command("serve")
+def serve_command(
+    home: Path = HOME,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(50051, help="Mutual-TLS port for agents and admin."),
+    enrol_port: int = typer.Option(50052, "--enrol-port", help="Server-TLS enrolment port."),
+    db: str | None = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in home)."),
+) -> None:
+    """Serve agents and administrators until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = CoordinatorConfig(home=home, host=host, port=port, enrol_port=enrol_port, db_url=db)
+
+    def started(running: RunningCoordinator) -> None:
+        console.print(
+            f"Serving on {running.address} (mutual TLS) and {running.enrol_address} (enrolment);"
+            " Ctrl+C stops"
+        )
+
+    asyncio.run(serve(config, started))
+
+
+@practice_app.command("add")
+def practice_add(
+    practice_id: str = typer.Option(..., "--id", help="Practice id, e.g. its ODS code."),
+    name: str = typer.Option(..., help="Practice name."),
+    locality: str = typer.Option(..., help="Locality, PCN or neighbourhood."),
+    home: Path = HOME,
+    coordinator: str | None = COORDINATOR,
+) -> None:
+    """Invite a practice: print a one-time enrolment token for its agent."""
+    token, expires = _admin_call(home, coordinator, lambda c: c.invite(practice_id, name, locality))
+    console.print(f"Enrolment token for {practice_id} (single use, expires {expires}):")
+    console.print(token, soft_wrap=True)
+
+
+@practice_app.command("list")
+def practice_list(home: Path = HOME, coordinator: str | None = COORDINATOR) -> None:
+    """List practices, enrolled or invited."""
+    practices = _admin_call(home, coordinator, lambda c: c.practices())
+    table = Table("id", "name", "locality", "enrolled", "certificate", "revoked")
+    for p in practices:
+        table.add_row(
+            p.practice_id,
+            p.name,
+            p.locality,
+            p.enrolled_at or "invited",
+            p.cert_fingerprint[:16],
+            "yes" if p.revoked else "",
+        )
+    console.print(table)
+
+
+@practice_app.command("revoke")
+def practice_revoke(
+    practice_id: str = typer.Option(..., "--id", help="Practice id."),
+    home: Path = HOME,
+    coordinator: str | None = COORDINATOR,
+) -> None:
+    """Revoke a practice: its agent's certificate is refused from now on."""
+    practice = _admin_call(home, coordinator, lambda c: c.revoke(practice_id))
+    console.print(f"Revoked {practice.practice_id}; a new token re-enrols it with a new key.")
+
+
+def standard_definitions() -> list[DefinitionDocument]:
+    """The standard round's definitions (twelve indicators and the profile) as documents."""
+    try:
+        from fedpeer.definitions.serialise import serialize
+        from fedpeer.definitions.sets import load_round_set
+    except ImportError as exc:  # pragma: no cover - the definitions package lands separately
+        raise DefinitionError("the standard indicator definitions are not installed") from exc
+    return [DefinitionDocument.of(d.id, serialize(d)) for d in load_round_set()]
+
+
+@round_app.command("start")
+def round_start(
+    as_of: str = typer.Option(..., "--as-of", help="Reference date, a month end: YYYY-MM-DD."),
+    adhoc: bool = typer.Option(
+        False, "--adhoc", help="Allow a reference date that is not a month end."
+    ),
+    home: Path = HOME,
+    coordinator: str | None = COORDINATOR,
+) -> None:
+    """Open a round of the standard indicators and announce it to connected agents."""
+    day = parse_date(as_of, "--as-of")
+    definitions = standard_definitions()
+    round_ = _admin_call(
+        home, coordinator, lambda c: c.start_round(day, definitions, standard=not adhoc)
+    )
+    console.print(
+        f"Started round {round_.round_id} (as of {round_.as_of}, "
+        f"{len(round_.definitions)} definitions)"
+    )
+
+
+def _print_status(status: admin_pb2.RoundStatus) -> None:
+    console.print(f"Round {status.round_id}, as of {status.as_of}: {status.state}")
+    table = Table("practice", "state", "at", "detail")
+    for p in status.practices:
+        detail = p.detail[:16] if p.state == "submitted" else p.detail
+        table.add_row(p.practice_id, p.state, p.at, detail)
+    console.print(table)
+    done = sum(p.state != "pending" for p in status.practices)
+    console.print(f"{done} of {len(status.practices)} practices have answered")
+
+
+@round_app.command("status")
+def round_status(
+    round_id: str = typer.Argument(..., help="Round id."),
+    home: Path = HOME,
+    coordinator: str | None = COORDINATOR,
+) -> None:
+    """Show who has submitted, refused, or not answered yet."""
+    _print_status(_admin_call(home, coordinator, lambda c: c.status(round_id)))
+
+
+@round_app.command("close")
+def round_close(
+    round_id: str = typer.Argument(..., help="Round id."),
+    home: Path = HOME,
+    coordinator: str | None = COORDINATOR,
+) -> None:
+    """Close a round to further submissions."""
+    _print_status(_admin_call(home, coordinator, lambda c: c.close_round(round_id)))
+
+
+@app.command()
+def comparisons(
+    round_id: str = typer.Argument(..., help="Round id."),
+    home: Path = HOME,
+    coordinator: str | None = COORDINATOR,
+) -> None:
+    """Compare the practices that released results in a round."""
+    rows = _admin_call(home, coordinator, lambda c: c.comparisons(round_id))
+    frame = rows_frame(rows)
+    try:
+        from coordinator.comparisons import build_comparison
+        from coordinator.console import print_comparison_table
+    except ImportError:  # pragma: no cover - the comparisons module lands separately
+        build_comparison = None  # type: ignore[assignment]
+    if build_comparison is not None and not frame.empty:
+        comparison = build_comparison(frame, round_label=round_id)
+        print_comparison_table(comparison, console)
+        return
+    table = Table(*frame.columns)
+    for record in frame.astype(object).where(frame.notna(), "").itertuples(index=False):
+        table.add_row(*(str(v) for v in record))
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point of ``fedpeer-coordinator``."""
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

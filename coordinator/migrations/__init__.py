@@ -1,0 +1,1 @@
+"""Alembic migrations of the coordinator store; ``Store`` applies them when it opens."""

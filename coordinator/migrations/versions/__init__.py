@@ -1,0 +1,1 @@
+"""Revisions of the coordinator store's schema, oldest first."""

@@ -1,0 +1,173 @@
+"""The coordinator's gRPC servers, usable in-process (tests, demo) or via ``serve``.
+
+Two ports, because enrolment must work before an agent holds a certificate while
+everything else must not:
+
+- the **enrolment port** uses server-only TLS and serves only Enrolment and health;
+  a token (single use, hashed at rest, pinning the CA fingerprint) is the credential;
+- the **main port** requires a client certificate issued by this CA
+  (``require_client_auth=True``) and serves Agent, Admin and health; the interceptor in
+  ``coordinator.services.auth`` then requires the role each service needs.
+
+gRPC (grpc.aio) binds the same services to every port of a server, hence two servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from coordinator.ca import CoordinatorHome
+from coordinator.rounds import RowCheck, default_row_check
+from coordinator.services.admin import AdminServicer
+from coordinator.services.agent import AgentServicer, RoundAnnouncer
+from coordinator.services.auth import AuthInterceptor
+from coordinator.services.enrolment import EnrolmentServicer
+from coordinator.store import Store
+from fedpeer.channel import server_credentials, server_options
+from fedpeer.errors import StoreError
+from fedpeer.identity import CertificateAuthority
+from fedpeer.v1 import admin_pb2_grpc, agent_pb2_grpc, enrolment_pb2_grpc
+
+log = logging.getLogger("fedpeer.coordinator")
+SERVICE_NAMES = ("fedpeer.v1.Agent", "fedpeer.v1.Admin", "fedpeer.v1.Enrolment")
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    """Where the coordinator's home is and where it listens."""
+
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    enrol_port: int = 0
+    db_url: str | None = None  # SQLite in the home when None
+    announce_poll_seconds: float = 5.0
+    grace_seconds: float = 5.0
+    check_rows: bool = True  # recheck released rows against the round's policy
+
+
+@dataclass
+class RunningCoordinator:
+    """A started coordinator: its bound ports, store and CA, and how to stop it."""
+
+    host: str
+    port: int
+    enrol_port: int
+    store: Store
+    ca: CertificateAuthority
+    home: CoordinatorHome
+    _servers: list[grpc.aio.Server] = field(default_factory=list, repr=False)
+    _health: health.aio.HealthServicer | None = field(default=None, repr=False)
+    _announcer: RoundAnnouncer | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        """HOST:PORT of the mutual-TLS port."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def enrol_address(self) -> str:
+        """HOST:PORT of the enrolment port."""
+        return f"{self.host}:{self.enrol_port}"
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stop taking calls, let calls in flight finish for ``grace`` seconds, close."""
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        await asyncio.gather(*(s.stop(grace) for s in self._servers))
+        self._servers.clear()
+        if self._announcer is not None:
+            await self._announcer.stop()
+        self.store.close()
+        log.info("event=stopped")
+
+    async def wait(self) -> None:
+        """Wait until the servers stop."""
+        await asyncio.gather(*(s.wait_for_termination() for s in self._servers))
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int, creds: grpc.ServerCredentials) -> int:
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_secure_port(target, creds)
+    if bound == 0:
+        raise StoreError(f"cannot listen on {host}:{port}: is another process using it?")
+    return bound
+
+
+async def start_coordinator(
+    config: CoordinatorConfig, row_check: RowCheck | None = None
+) -> RunningCoordinator:
+    """Start both servers on ``config``'s ports (0 picks free ones) and return them."""
+    home = CoordinatorHome(config.home)
+    ca = home.load_ca()
+    store = Store(config.db_url or home.database)
+    key_pem = home.server_key.read_bytes()
+    # Send the CA with the leaf: an enrolling agent finds it in the handshake and checks it
+    # against the fingerprint in its token before it trusts anything.
+    cert_pem = home.server_cert.read_bytes() + ca.cert_pem
+    announcer = RoundAnnouncer(store, config.announce_poll_seconds)
+    check = (
+        row_check if row_check is not None else (default_row_check() if config.check_rows else None)
+    )
+
+    health_servicer = health.aio.HealthServicer()
+    main = grpc.aio.server(options=server_options(), interceptors=[AuthInterceptor(store)])
+    agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(store, ca, announcer, check), main)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(store, ca, announcer), main)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, main)
+    port = _bind(
+        main,
+        config.host,
+        config.port,
+        server_credentials(key_pem, cert_pem, ca.cert_pem, require_client_auth=True),
+    )
+
+    enrol = grpc.aio.server(options=server_options())
+    enrolment_pb2_grpc.add_EnrolmentServicer_to_server(EnrolmentServicer(store, ca), enrol)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, enrol)
+    enrol_port = _bind(enrol, config.host, config.enrol_port, server_credentials(key_pem, cert_pem))
+
+    await announcer.start()
+    await main.start()
+    await enrol.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "event=started host=%s port=%d enrol_port=%d store=%s",
+        config.host,
+        port,
+        enrol_port,
+        store.engine.url.render_as_string(hide_password=True),
+    )
+    return RunningCoordinator(
+        config.host, port, enrol_port, store, ca, home, [main, enrol], health_servicer, announcer
+    )
+
+
+async def serve(
+    config: CoordinatorConfig,
+    on_started: Callable[[RunningCoordinator], None] | None = None,
+) -> None:
+    """Run the coordinator until SIGINT or SIGTERM, then shut down gracefully."""
+    running = await start_coordinator(config)
+    home = CoordinatorHome(config.home)
+    home.address_file.write_text(f"{running.address}\n{running.enrol_address}\n")
+    if on_started is not None:
+        on_started(running)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Windows event loops have no signal handlers; Ctrl+C still raises there.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await running.stop(config.grace_seconds)

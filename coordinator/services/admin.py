@@ -1,0 +1,170 @@
+"""The Admin servicer behind ``fedpeer-coordinator``: practices, tokens and rounds."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+import grpc
+import pandas as pd
+
+from coordinator import ca as enrolment
+from coordinator import rounds
+from coordinator.services import domain_errors
+from coordinator.services.agent import RoundAnnouncer
+from coordinator.store import PracticeRecord, RoundStatus, Store
+from fedpeer import wire
+from fedpeer.identity import CertificateAuthority
+from fedpeer.release import ResultRow
+from fedpeer.v1 import admin_pb2, admin_pb2_grpc, common_pb2
+
+log = logging.getLogger("fedpeer.coordinator")
+
+
+def _practice(record: PracticeRecord) -> admin_pb2.Practice:
+    return admin_pb2.Practice(
+        practice_id=record.practice_id,
+        name=record.name,
+        locality=record.locality,
+        cert_fingerprint=record.cert_fingerprint or "",
+        enrolled_at="" if record.enrolled_at is None else rounds.isoformat_z(record.enrolled_at),
+        revoked=record.revoked,
+    )
+
+
+def _status(status: RoundStatus) -> admin_pb2.RoundStatus:
+    return admin_pb2.RoundStatus(
+        round_id=status.round_id,
+        as_of=status.as_of.isoformat(),
+        state=status.state,
+        practices=[
+            admin_pb2.PracticeRoundState(
+                practice_id=p.practice_id,
+                state=p.state,
+                at="" if p.at is None else rounds.isoformat_z(p.at),
+                detail=p.detail,
+            )
+            for p in status.practices
+        ],
+    )
+
+
+def _none_if_na(value: object) -> object:
+    return None if pd.isna(value) else value  # type: ignore[call-overload]
+
+
+class AdminServicer(admin_pb2_grpc.AdminServicer):
+    """Administration for holders of the admin certificate."""
+
+    def __init__(self, store: Store, ca: CertificateAuthority, announcer: RoundAnnouncer) -> None:
+        self._store = store
+        self._ca = ca
+        self._announcer = announcer
+
+    @domain_errors
+    async def CreateEnrolmentToken(
+        self, request: admin_pb2.CreateEnrolmentTokenRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.CreateEnrolmentTokenResponse:
+        """Invite a practice with a one-time token."""
+        validity = (
+            dt.timedelta(hours=request.valid_hours)
+            if request.valid_hours > 0
+            else enrolment.DEFAULT_TOKEN_VALIDITY
+        )
+        token, expires = await asyncio.to_thread(
+            enrolment.create_token,
+            self._store,
+            self._ca.cert,
+            request.practice_id,
+            request.name,
+            request.locality,
+            validity,
+        )
+        log.info("event=token_created practice=%s", request.practice_id)
+        return admin_pb2.CreateEnrolmentTokenResponse(
+            token=token, expires_at=rounds.isoformat_z(expires)
+        )
+
+    @domain_errors
+    async def ListPractices(
+        self, request: admin_pb2.ListPracticesRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ListPracticesResponse:
+        """Every practice, enrolled or invited."""
+        records = await asyncio.to_thread(self._store.list_practices)
+        return admin_pb2.ListPracticesResponse(practices=[_practice(r) for r in records])
+
+    @domain_errors
+    async def RevokePractice(
+        self, request: admin_pb2.RevokePracticeRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.Practice:
+        """Refuse a practice's certificate from now on."""
+        record = await asyncio.to_thread(self._store.revoke_practice, request.practice_id)
+        log.info("event=revoked practice=%s", request.practice_id)
+        return _practice(record)
+
+    @domain_errors
+    async def StartRound(
+        self, request: admin_pb2.StartRoundRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Round:
+        """Open and sign a round, and wake the subscribed agents."""
+        as_of = wire.parse_date(request.as_of)
+        policy = wire.policy_from_proto(request.policy) if request.HasField("policy") else None
+        definitions = [wire.definition_from_proto(d) for d in request.definitions]
+        round_ = await asyncio.to_thread(
+            rounds.start_round,
+            self._store,
+            self._ca,
+            as_of,
+            definitions,
+            policy,
+            request.standard,
+        )
+        await self._announcer.refresh()
+        log.info("event=round_started round=%s as_of=%s", round_.round_id, as_of)
+        return wire.round_to_proto(round_)
+
+    @domain_errors
+    async def GetRoundStatus(
+        self, request: admin_pb2.GetRoundStatusRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RoundStatus:
+        """Who has submitted, refused, or not answered yet."""
+        status = await asyncio.to_thread(self._store.round_status, request.round_id)
+        return _status(status)
+
+    @domain_errors
+    async def CloseRound(
+        self, request: admin_pb2.CloseRoundRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RoundStatus:
+        """Close a round to further submissions."""
+        status = await asyncio.to_thread(rounds.close_round, self._store, request.round_id)
+        log.info("event=round_closed round=%s", request.round_id)
+        return _status(status)
+
+    @domain_errors
+    async def GetComparisons(
+        self, request: admin_pb2.GetComparisonsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.GetComparisonsResponse:
+        """The released rows of a round, each with its practice."""
+        frame = await asyncio.to_thread(self._store.released_rows_frame, request.round_id)
+        out = []
+        for record in frame.to_dict("records"):
+            row = ResultRow(
+                indicator=record["indicator"],
+                category=record["category"],
+                numerator=_none_if_na(record["numerator"]),  # type: ignore[arg-type]
+                denominator=_none_if_na(record["denominator"]),  # type: ignore[arg-type]
+                count=_none_if_na(record["count"]),  # type: ignore[arg-type]
+                mean=_none_if_na(record["mean"]),  # type: ignore[arg-type]
+                value=_none_if_na(record["value"]),  # type: ignore[arg-type]
+                suppressed=bool(record["suppressed"]),
+            )
+            out.append(
+                admin_pb2.PracticeRow(
+                    practice_id=record["practice_id"],
+                    practice_name=record["practice_name"],
+                    locality=record["locality"],
+                    row=wire.row_to_proto(row),
+                )
+            )
+        return admin_pb2.GetComparisonsResponse(rows=out)

@@ -1,0 +1,158 @@
+"""The Agent servicer: round announcements, rounds, submissions and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from coordinator import rounds
+from coordinator.services import domain_errors
+from coordinator.services.auth import calling_practice
+from coordinator.store import Store
+from fedpeer import wire
+from fedpeer.identity import CertificateAuthority
+from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2
+
+log = logging.getLogger("fedpeer.coordinator")
+
+
+class RoundAnnouncer:
+    """The open rounds, kept fresh by one poller per process, and a wake-up on change.
+
+    One background task reads the store every ``poll_seconds`` (so a round opened by
+    another replica sharing the database is announced too) instead of every subscribed
+    agent querying it; a round opened here is announced at once via ``refresh``.
+    """
+
+    def __init__(self, store: Store, poll_seconds: float = 5.0) -> None:
+        self._store = store
+        self._poll = poll_seconds
+        self._open: tuple[tuple[str, dt.date], ...] = ()
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def open_rounds(self) -> tuple[tuple[str, dt.date], ...]:
+        """The open rounds as last read: (round id, reference date), oldest first."""
+        return self._open
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """An event set at the next change; take it before reading ``open_rounds``."""
+        return self._changed
+
+    async def refresh(self) -> None:
+        """Re-read the open rounds and wake subscribers when they changed."""
+        now_open = tuple(await asyncio.to_thread(self._store.open_round_ids))
+        if now_open != self._open:
+            self._open = now_open
+            event, self._changed = self._changed, asyncio.Event()
+            event.set()
+
+    async def _poll_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:  # a store outage must not end announcements for good
+                log.warning("event=announce_refresh_failed reason=%s", type(exc).__name__)
+            await asyncio.sleep(self._poll)
+
+    async def start(self) -> None:
+        """Read the open rounds now and keep them fresh in the background."""
+        await self.refresh()
+        self._task = asyncio.create_task(self._poll_forever())
+
+    async def stop(self) -> None:
+        """Stop the background poller."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class AgentServicer(agent_pb2_grpc.AgentServicer):
+    """Serves enrolled practices; the caller's identity comes from its certificate."""
+
+    def __init__(
+        self,
+        store: Store,
+        ca: CertificateAuthority,
+        announcer: RoundAnnouncer,
+        row_check: rounds.RowCheck | None = None,
+    ) -> None:
+        self._store = store
+        self._ca = ca
+        self._announcer = announcer
+        self._check = row_check
+
+    async def WatchRounds(
+        self, request: agent_pb2.WatchRoundsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.RoundAnnouncement]:
+        """Announce the open rounds, then each new one, until the agent hangs up."""
+        practice_id = calling_practice()
+        log.info("event=watching practice=%s", practice_id)
+        sent: set[str] = set()
+        while True:
+            changed = self._announcer.changed  # before reading, so no change is missed
+            for round_id, as_of in self._announcer.open_rounds:
+                if round_id not in sent:
+                    sent.add(round_id)
+                    yield agent_pb2.RoundAnnouncement(round_id=round_id, as_of=as_of.isoformat())
+            await changed.wait()
+
+    @domain_errors
+    async def ListOpenRounds(
+        self, request: agent_pb2.ListOpenRoundsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ListOpenRoundsResponse:
+        """The rounds open now."""
+        open_now = await asyncio.to_thread(self._store.open_round_ids)
+        return agent_pb2.ListOpenRoundsResponse(
+            rounds=[
+                agent_pb2.RoundAnnouncement(round_id=r, as_of=a.isoformat()) for r, a in open_now
+            ]
+        )
+
+    @domain_errors
+    async def GetRound(
+        self, request: agent_pb2.GetRoundRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Round:
+        """The signed round."""
+        round_ = await asyncio.to_thread(self._store.round, request.round_id)
+        return wire.round_to_proto(round_)
+
+    @domain_errors
+    async def Submit(
+        self, request: agent_pb2.SubmitRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Receipt:
+        """Store the released rows; the receipt is sent only after the commit."""
+        practice_id = calling_practice()
+        submission = wire.submission_from_proto(request)
+        receipt = await asyncio.to_thread(
+            rounds.submit, self._store, self._ca, practice_id, submission, self._check
+        )
+        log.info(
+            "event=submission practice=%s round=%s rows=%d sha256=%s",
+            practice_id,
+            submission.round_id,
+            len(submission.rows),
+            receipt.content_sha256[:16],
+        )
+        return wire.receipt_to_proto(receipt)
+
+    @domain_errors
+    async def ReportRefusal(
+        self, request: agent_pb2.RefusalRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.RefusalResponse:
+        """Record that the practice declines the round."""
+        practice_id = calling_practice()
+        at = await asyncio.to_thread(
+            rounds.refuse, self._store, practice_id, request.round_id, request.reason
+        )
+        log.info("event=refusal practice=%s round=%s", practice_id, request.round_id)
+        return agent_pb2.RefusalResponse(received_at=rounds.isoformat_z(at))

@@ -1,0 +1,123 @@
+"""Who is calling: the verified client certificate decides, never a message field.
+
+The mutual-TLS port already refuses a client whose certificate this CA did not issue.
+This interceptor adds what TLS cannot know: which role a method needs (``practice`` for
+the Agent service, ``admin`` for Admin) and whether the practice is still enrolled with
+this very certificate (re-enrolment replaces it; revocation refuses it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from coordinator.store import Store
+from fedpeer.errors import IdentityError
+from fedpeer.identity import ROLE_ADMIN, ROLE_PRACTICE, cert_from_pem, fingerprint, subject_of
+
+AGENT_PREFIX = "/fedpeer.v1.Agent/"
+ADMIN_PREFIX = "/fedpeer.v1.Admin/"
+OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The authenticated caller: its certificate's CN and role."""
+
+    name: str
+    role: str
+
+
+current_peer: contextvars.ContextVar[Peer] = contextvars.ContextVar("current_peer")
+
+
+def calling_practice() -> str:
+    """The practice id of the authenticated caller of an Agent method."""
+    peer = current_peer.get()
+    if peer.role != ROLE_PRACTICE:  # pragma: no cover - the interceptor admits only practices
+        raise IdentityError("this call needs a practice certificate")
+    return peer.name
+
+
+def _peer_cert(context: grpc.aio.ServicerContext) -> tuple[Peer, str]:
+    pems = context.auth_context().get("x509_pem_cert") or []
+    if not pems:
+        raise IdentityError("no client certificate was presented")
+    cert = cert_from_pem(pems[0])
+    subject = subject_of(cert)
+    return Peer(subject.common_name, subject.role), fingerprint(cert)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Admit each call only with the certificate role its service needs."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def _authorise(self, method: str, context: grpc.aio.ServicerContext) -> Peer:
+        try:
+            peer, fp = _peer_cert(context)
+        except IdentityError as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if method.startswith(ADMIN_PREFIX):
+            if peer.role != ROLE_ADMIN:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this needs an admin cert")
+            return peer
+        if peer.role != ROLE_PRACTICE:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this needs a practice cert")
+        record = await asyncio.to_thread(self._store.practice, peer.name)
+        if record is None or record.cert_fingerprint != fp:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"practice {peer.name}: this certificate is not the one enrolled",
+            )
+        if record.revoked:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"practice {peer.name} has been revoked"
+            )
+        return peer
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """Wrap the method's handler with the certificate check."""
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        if not method.startswith((AGENT_PREFIX, ADMIN_PREFIX)):  # pragma: no cover
+            return None  # type: ignore[return-value]  # unknown services get UNIMPLEMENTED
+        authorise = self._authorise
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                current_peer.set(await authorise(method, context))
+                return await inner(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                current_peer.set(await authorise(method, context))
+                async for item in inner_stream(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        raise NotImplementedError(method)  # pragma: no cover - no streaming requests exist

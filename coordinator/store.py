@@ -1,0 +1,529 @@
+"""The coordinator's durable store: practices, tokens, rounds, submissions, refusals.
+
+SQLite (WAL) in a file by default, PostgreSQL by URL; the same SQLAlchemy Core tables
+serve both. The schema is managed by Alembic (``coordinator/migrations``): opening a
+store upgrades it to the latest revision, and a test checks that the revisions produce
+exactly the tables declared here.
+
+Every method is one transaction. A submission and its rows commit together, and the
+receipt is returned only after that commit, so an acknowledged submission is never lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from coordinator.tables import (
+    enrolment_tokens,
+    practices,
+    refusals,
+    released_rows,
+    round_definitions,
+    rounds,
+    submissions,
+)
+from fedpeer.collection import (
+    DefinitionDocument,
+    Receipt,
+    Round,
+    RoundClosed,
+    Submission,
+    SubmissionConflict,
+    UnknownRound,
+)
+from fedpeer.errors import EnrolmentError, StoreError
+from fedpeer.policy import DisclosurePolicy, Rounding
+
+FRAME_COLUMNS = (
+    "practice_id",
+    "practice_name",
+    "locality",
+    "indicator",
+    "category",
+    "numerator",
+    "denominator",
+    "count",
+    "mean",
+    "value",
+    "suppressed",
+)
+
+
+@dataclass(frozen=True)
+class PracticeRecord:
+    """A practice as the coordinator knows it."""
+
+    practice_id: str
+    name: str
+    locality: str
+    cert_fingerprint: str | None
+    enrolled_at: dt.datetime | None
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class PracticeRoundState:
+    """Where one practice stands in a round: submitted, refused or pending."""
+
+    practice_id: str
+    state: str
+    at: dt.datetime | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RoundStatus:
+    """A round's state and each enrolled practice's part in it."""
+
+    round_id: str
+    as_of: dt.date
+    state: str
+    practices: tuple[PracticeRoundState, ...]
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """A datetime in UTC; naive values (SQLite drops the zone) are taken as UTC."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def database_url(target: str | Path) -> str:
+    """A SQLAlchemy URL for a URL, or for a file path (SQLite)."""
+    text = str(target)
+    return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets status queries read while a submission commits; the busy timeout makes
+    # concurrent writers wait instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Bring the store's schema to ``revision`` with the Alembic migrations."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+class Store:
+    """The coordinator's tables behind plain methods, one transaction each."""
+
+    def __init__(self, target: str | Path) -> None:
+        url = database_url(target)
+        self.url = url
+        try:
+            if url.startswith("sqlite"):
+                self.engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = sa.create_engine(url, pool_pre_ping=True)
+            upgrade(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"cannot open the store at {self.engine.url!r}") from exc
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.engine.dispose()
+
+    # Practices and enrolment
+
+    def add_enrolment_token(
+        self,
+        practice_id: str,
+        name: str,
+        locality: str,
+        token_sha256: str,
+        expires_at: dt.datetime,
+        now: dt.datetime,
+    ) -> None:
+        """Record a practice (or update its name and locality) and a token for it."""
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                sa.select(practices.c.practice_id).where(practices.c.practice_id == practice_id)
+            ).first()
+            if found is None:
+                conn.execute(
+                    practices.insert().values(
+                        practice_id=practice_id, name=name, locality=locality, revoked=False
+                    )
+                )
+            else:
+                conn.execute(
+                    practices.update()
+                    .where(practices.c.practice_id == practice_id)
+                    .values(name=name, locality=locality)
+                )
+            conn.execute(
+                enrolment_tokens.insert().values(
+                    token_sha256=token_sha256,
+                    practice_id=practice_id,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+
+    def token_practice(self, token_sha256: str, now: dt.datetime) -> str:
+        """The practice a usable token was issued for; EnrolmentError otherwise."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(enrolment_tokens).where(enrolment_tokens.c.token_sha256 == token_sha256)
+            ).first()
+        return _usable(row, now)
+
+    def redeem_token(self, token_sha256: str, cert_fingerprint: str, now: dt.datetime) -> str:
+        """Use a token once and record the practice's certificate; returns the practice id."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(enrolment_tokens)
+                .where(enrolment_tokens.c.token_sha256 == token_sha256)
+                .with_for_update()
+            ).first()
+            practice_id = _usable(row, now)
+            # The used_at guard makes the token single-use even under concurrent redeems.
+            used = conn.execute(
+                enrolment_tokens.update()
+                .where(
+                    enrolment_tokens.c.token_sha256 == token_sha256,
+                    enrolment_tokens.c.used_at.is_(None),
+                )
+                .values(used_at=now)
+            )
+            if used.rowcount != 1:
+                raise EnrolmentError("this enrolment token has already been used")
+            conn.execute(
+                practices.update()
+                .where(practices.c.practice_id == practice_id)
+                .values(cert_fingerprint=cert_fingerprint, enrolled_at=now, revoked=False)
+            )
+        return practice_id
+
+    def practice(self, practice_id: str) -> PracticeRecord | None:
+        """One practice, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(practices).where(practices.c.practice_id == practice_id)
+            ).first()
+        return None if row is None else _practice(row)
+
+    def list_practices(self) -> list[PracticeRecord]:
+        """Every practice, by id."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(practices).order_by(practices.c.practice_id)).all()
+        return [_practice(r) for r in rows]
+
+    def revoke_practice(self, practice_id: str) -> PracticeRecord:
+        """Mark a practice revoked: its certificate is refused from now on."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                practices.update()
+                .where(practices.c.practice_id == practice_id)
+                .values(revoked=True)
+            )
+            if done.rowcount != 1:
+                raise StoreError(f"no practice {practice_id}")
+        record = self.practice(practice_id)
+        assert record is not None
+        return record
+
+    # Rounds
+
+    def add_round(self, round_: Round, now: dt.datetime) -> None:
+        """Record a new, open, signed round."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                rounds.insert().values(
+                    round_id=round_.round_id,
+                    as_of=round_.as_of,
+                    standard=round_.standard,
+                    state="open",
+                    policy_json=json.dumps(asdict(round_.policy), sort_keys=True),
+                    signature=round_.signature,
+                    created_at_text=round_.created_at,
+                    created_at=now,
+                )
+            )
+            if round_.definitions:
+                conn.execute(
+                    round_definitions.insert(),
+                    [
+                        {
+                            "round_id": round_.round_id,
+                            "position": i,
+                            "indicator_id": d.id,
+                            "content_hash": d.content_hash,
+                            "body": d.body,
+                        }
+                        for i, d in enumerate(round_.definitions)
+                    ],
+                )
+
+    def round(self, round_id: str) -> Round:
+        """A round with its definitions; UnknownRound when there is none."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(rounds).where(rounds.c.round_id == round_id)).first()
+            if row is None:
+                raise UnknownRound(f"there is no round {round_id}")
+            docs = conn.execute(
+                sa.select(round_definitions)
+                .where(round_definitions.c.round_id == round_id)
+                .order_by(round_definitions.c.position)
+            ).all()
+        return _round(row, docs)
+
+    def round_state(self, round_id: str) -> str:
+        """``open`` or ``closed``; UnknownRound when there is no such round."""
+        with self.engine.connect() as conn:
+            state = conn.execute(
+                sa.select(rounds.c.state).where(rounds.c.round_id == round_id)
+            ).scalar()
+        if state is None:
+            raise UnknownRound(f"there is no round {round_id}")
+        return str(state)
+
+    def open_round_ids(self) -> list[tuple[str, dt.date]]:
+        """The ids and reference dates of open rounds, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(rounds.c.round_id, rounds.c.as_of)
+                .where(rounds.c.state == "open")
+                .order_by(rounds.c.created_at, rounds.c.round_id)
+            ).all()
+        return [(r.round_id, r.as_of) for r in rows]
+
+    def close_round(self, round_id: str, now: dt.datetime) -> None:
+        """Close an open round; closing a closed round changes nothing."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                rounds.update()
+                .where(rounds.c.round_id == round_id, rounds.c.state == "open")
+                .values(state="closed", closed_at=now)
+            )
+        self.round_state(round_id)
+
+    # Submissions and refusals
+
+    def record_submission(
+        self, receipt: Receipt, submission: Submission, received_at: dt.datetime
+    ) -> Receipt:
+        """Store a submission and its rows; returns the receipt of record.
+
+        A resend of identical content returns the first receipt; other content from the
+        same practice for the same round raises SubmissionConflict.
+        """
+        try:
+            with self.engine.begin() as conn:
+                existing = self._existing(conn, receipt.round_id, receipt.practice_id)
+                if existing is not None:
+                    return _same_or_conflict(existing, receipt.content_sha256)
+                state = conn.execute(
+                    sa.select(rounds.c.state)
+                    .where(rounds.c.round_id == receipt.round_id)
+                    .with_for_update()
+                ).scalar()
+                if state is None:
+                    raise UnknownRound(f"there is no round {receipt.round_id}")
+                if state != "open":
+                    raise RoundClosed(f"round {receipt.round_id} is closed")
+                conn.execute(
+                    submissions.insert().values(
+                        submission_id=receipt.submission_id,
+                        round_id=receipt.round_id,
+                        practice_id=receipt.practice_id,
+                        content_sha256=receipt.content_sha256,
+                        policy_digest=submission.policy_digest,
+                        definition_hashes=json.dumps(list(submission.definition_hashes)),
+                        received_at_text=receipt.received_at,
+                        received_at=received_at,
+                        receipt_signature=receipt.signature,
+                    )
+                )
+                if submission.rows:
+                    conn.execute(
+                        released_rows.insert(),
+                        [
+                            {"submission_id": receipt.submission_id, "position": i, **asdict(r)}
+                            for i, r in enumerate(submission.rows)
+                        ],
+                    )
+            return receipt
+        except sa.exc.IntegrityError:
+            # A concurrent resend won the unique (round, practice) race: answer as it did.
+            with self.engine.connect() as conn:
+                existing = self._existing(conn, receipt.round_id, receipt.practice_id)
+            if existing is None:
+                raise
+            return _same_or_conflict(existing, receipt.content_sha256)
+
+    @staticmethod
+    def _existing(conn: sa.Connection, round_id: str, practice_id: str) -> Receipt | None:
+        row = conn.execute(
+            sa.select(submissions).where(
+                submissions.c.round_id == round_id, submissions.c.practice_id == practice_id
+            )
+        ).first()
+        if row is None:
+            return None
+        return Receipt(
+            submission_id=row.submission_id,
+            round_id=row.round_id,
+            practice_id=row.practice_id,
+            received_at=row.received_at_text,
+            content_sha256=row.content_sha256,
+            signature=row.receipt_signature,
+        )
+
+    def record_refusal(
+        self, round_id: str, practice_id: str, reason: str, now: dt.datetime
+    ) -> dt.datetime:
+        """Record that a practice declined a round; a repeat keeps the first refusal."""
+        with self.engine.begin() as conn:
+            state = conn.execute(
+                sa.select(rounds.c.state).where(rounds.c.round_id == round_id)
+            ).scalar()
+            if state is None:
+                raise UnknownRound(f"there is no round {round_id}")
+            if state != "open":
+                raise RoundClosed(f"round {round_id} is closed")
+            if self._existing(conn, round_id, practice_id) is not None:
+                raise SubmissionConflict(f"round {round_id}: this practice already submitted")
+            first = conn.execute(
+                sa.select(refusals.c.received_at).where(
+                    refusals.c.round_id == round_id, refusals.c.practice_id == practice_id
+                )
+            ).scalar()
+            if first is not None:
+                return utc(first)
+            conn.execute(
+                refusals.insert().values(
+                    round_id=round_id, practice_id=practice_id, reason=reason, received_at=now
+                )
+            )
+        return now
+
+    def round_status(self, round_id: str) -> RoundStatus:
+        """A round's state and each practice's part: submitted, refused or pending."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(rounds).where(rounds.c.round_id == round_id)).first()
+            if row is None:
+                raise UnknownRound(f"there is no round {round_id}")
+            subs = conn.execute(
+                sa.select(submissions).where(submissions.c.round_id == round_id)
+            ).all()
+            refs = conn.execute(sa.select(refusals).where(refusals.c.round_id == round_id)).all()
+            enrolled = conn.execute(
+                sa.select(practices.c.practice_id).where(
+                    practices.c.cert_fingerprint.is_not(None), practices.c.revoked.is_(False)
+                )
+            ).all()
+        states: dict[str, PracticeRoundState] = {
+            p.practice_id: PracticeRoundState(p.practice_id, "pending") for p in enrolled
+        }
+        for r in refs:
+            states[r.practice_id] = PracticeRoundState(
+                r.practice_id, "refused", utc(r.received_at), r.reason
+            )
+        for s in subs:
+            states[s.practice_id] = PracticeRoundState(
+                s.practice_id, "submitted", utc(s.received_at), s.content_sha256
+            )
+        return RoundStatus(
+            row.round_id, row.as_of, row.state, tuple(states[k] for k in sorted(states))
+        )
+
+    def released_rows_frame(self, round_id: str) -> pd.DataFrame:
+        """Every released row of a round with its practice, in the comparisons' columns."""
+        self.round_state(round_id)
+        query = (
+            sa.select(
+                practices.c.practice_id,
+                practices.c.name.label("practice_name"),
+                practices.c.locality,
+                released_rows.c.indicator,
+                released_rows.c.category,
+                released_rows.c.numerator,
+                released_rows.c.denominator,
+                released_rows.c["count"],
+                released_rows.c.mean,
+                released_rows.c.value,
+                released_rows.c.suppressed,
+            )
+            .select_from(
+                released_rows.join(submissions).join(
+                    practices, submissions.c.practice_id == practices.c.practice_id
+                )
+            )
+            .where(submissions.c.round_id == round_id)
+            .order_by(practices.c.practice_id, released_rows.c.position)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=list(FRAME_COLUMNS))
+        for name in ("numerator", "denominator", "count"):
+            frame[name] = frame[name].astype("Int64")
+        for name in ("mean", "value"):
+            frame[name] = frame[name].astype("float64")
+        frame["suppressed"] = frame["suppressed"].astype(bool)
+        return frame
+
+
+def _usable(row: sa.Row[Any] | None, now: dt.datetime) -> str:
+    if row is None:
+        raise EnrolmentError("this enrolment token is not known to the coordinator")
+    if row.used_at is not None:
+        raise EnrolmentError("this enrolment token has already been used")
+    if utc(row.expires_at) < now:
+        raise EnrolmentError("this enrolment token has expired: ask the coordinator for another")
+    return str(row.practice_id)
+
+
+def _same_or_conflict(existing: Receipt, content_sha256: str) -> Receipt:
+    if existing.content_sha256 != content_sha256:
+        raise SubmissionConflict(
+            f"round {existing.round_id}: this practice already submitted different content"
+        )
+    return existing
+
+
+def _practice(row: sa.Row[Any]) -> PracticeRecord:
+    return PracticeRecord(
+        practice_id=row.practice_id,
+        name=row.name,
+        locality=row.locality,
+        cert_fingerprint=row.cert_fingerprint,
+        enrolled_at=None if row.enrolled_at is None else utc(row.enrolled_at),
+        revoked=bool(row.revoked),
+    )
+
+
+def _round(row: sa.Row[Any], docs: list[sa.Row[Any]]) -> Round:
+    policy = json.loads(row.policy_json)
+    policy["rounding"] = Rounding(policy["rounding"])
+    return Round(
+        round_id=row.round_id,
+        as_of=row.as_of,
+        policy=DisclosurePolicy(**policy),
+        definitions=tuple(DefinitionDocument(d.indicator_id, d.content_hash, d.body) for d in docs),
+        standard=bool(row.standard),
+        created_at=row.created_at_text,
+        signature=row.signature,
+    )

@@ -1,0 +1,181 @@
+"""The coordinator store on SQLite and PostgreSQL: the same behaviour on both."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from coordinator import rounds
+from coordinator.ca import create_token, enrol, token_sha256
+from coordinator.store import FRAME_COLUMNS, Store
+from fedpeer.collection import (
+    DefinitionDocument,
+    RoundClosed,
+    Submission,
+    SubmissionConflict,
+    UnknownRound,
+)
+from fedpeer.errors import EnrolmentError, RoundError
+from fedpeer.identity import CertificateAuthority, fingerprint, generate_key, make_csr
+from fedpeer.policy import DisclosurePolicy
+from fedpeer.release import ResultRow
+
+AS_OF = dt.date(2026, 6, 30)
+DEFS = (DefinitionDocument.of("dna_rate", b"dna"), DefinitionDocument.of("skill_mix", b"mix"))
+NOW = dt.datetime(2026, 7, 1, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def ca() -> CertificateAuthority:
+    return CertificateAuthority.create()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        target: str | Path = tmp_path / "store.sqlite"
+    else:
+        target = request.getfixturevalue("postgres_url")
+    s = Store(target)
+    yield s
+    s.close()
+
+
+def _enrol(store: Store, ca: CertificateAuthority, pid: str, locality: str = "North") -> None:
+    token, _ = create_token(store, ca.cert, pid, f"Practice {pid}", locality, now=NOW)
+    enrol(store, ca, token, make_csr(generate_key()).decode(), now=NOW)
+
+
+def _rows(n: int) -> tuple[ResultRow, ...]:
+    return (
+        ResultRow("dna_rate", numerator=n, denominator=n * 10, value=0.1),
+        ResultRow("skill_mix", "gp", count=None, suppressed=True),
+        ResultRow("mean_age", count=120, mean=41.5, value=41.5),
+    )
+
+
+def test_sqlite_uses_wal(tmp_path: Path) -> None:
+    s = Store(tmp_path / "wal.sqlite")
+    with s.engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
+    s.close()
+
+
+def test_tokens_are_hashed_single_use_and_expire(store: Store, ca: CertificateAuthority) -> None:
+    token, expires = create_token(store, ca.cert, "P1", "One", "North", now=NOW)
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT token_sha256 FROM enrolment_tokens")).scalars().all()
+    assert stored == [token_sha256(token)] and token not in stored
+    csr = make_csr(generate_key()).decode()
+    pid, cert = enrol(store, ca, token, csr, now=NOW)
+    assert pid == "P1"
+    assert store.practice("P1").cert_fingerprint == fingerprint(cert)
+    with pytest.raises(EnrolmentError, match="already been used"):
+        enrol(store, ca, token, csr, now=NOW)
+    late, _ = create_token(store, ca.cert, "P2", "Two", "South", now=NOW)
+    with pytest.raises(EnrolmentError, match="expired"):
+        enrol(store, ca, late, csr, now=expires + dt.timedelta(days=8))
+    assert store.practice("P2").cert_fingerprint is None
+    with pytest.raises(EnrolmentError, match="not known"):
+        enrol(store, ca, token[:-3] + "abc", csr, now=NOW)
+    other = CertificateAuthority.create()
+    foreign, _ = create_token(store, other.cert, "P3", "Three", "East", now=NOW)
+    with pytest.raises(EnrolmentError, match="another coordinator"):
+        enrol(store, ca, foreign, csr, now=NOW)
+
+
+def test_round_round_trips_with_definitions(store: Store, ca: CertificateAuthority) -> None:
+    policy = DisclosurePolicy(threshold=10, rounding_base=10)
+    started = rounds.start_round(store, ca, AS_OF, DEFS, policy)
+    loaded = store.round(started.round_id)
+    assert loaded == started
+    assert store.open_round_ids() == [(started.round_id, AS_OF)]
+    with pytest.raises(RoundError, match="month end"):
+        rounds.start_round(store, ca, dt.date(2026, 6, 15), DEFS)
+    adhoc = rounds.start_round(store, ca, dt.date(2026, 6, 15), DEFS, standard=False)
+    assert store.round(adhoc.round_id).as_of == dt.date(2026, 6, 15)
+    with pytest.raises(UnknownRound):
+        store.round("nope")
+
+
+def test_submissions_idempotent_conflicting_closed(store: Store, ca: CertificateAuthority) -> None:
+    _enrol(store, ca, "P1")
+    _enrol(store, ca, "P2", "South")
+    round_ = rounds.start_round(store, ca, AS_OF, DEFS)
+    sub = Submission(round_.round_id, round_.definition_hashes, round_.policy.digest(), _rows(40))
+    first = rounds.submit(store, ca, "P1", sub)
+    assert rounds.submit(store, ca, "P1", sub) == first
+    other = Submission(sub.round_id, sub.definition_hashes, sub.policy_digest, _rows(45))
+    with pytest.raises(SubmissionConflict):
+        rounds.submit(store, ca, "P1", other)
+    with pytest.raises(SubmissionConflict):
+        rounds.refuse(store, "P1", round_.round_id, "changed my mind")
+    rounds.close_round(store, round_.round_id)
+    with pytest.raises(RoundClosed):
+        rounds.submit(store, ca, "P2", other.__class__(*other.__dict__.values()))
+    # A resend after the close still gets its receipt: it was stored before.
+    assert rounds.submit(store, ca, "P1", sub) == first
+    status = store.round_status(round_.round_id)
+    assert status.state == "closed"
+    assert [(p.practice_id, p.state) for p in status.practices] == [
+        ("P1", "submitted"),
+        ("P2", "pending"),
+    ]
+
+
+def test_released_rows_frame(store: Store, ca: CertificateAuthority) -> None:
+    _enrol(store, ca, "P1")
+    _enrol(store, ca, "P2", "South")
+    _enrol(store, ca, "P3", "South")
+    round_ = rounds.start_round(store, ca, AS_OF, DEFS)
+    for pid, n in (("P2", 50), ("P1", 40)):
+        sub = Submission(
+            round_.round_id, round_.definition_hashes, round_.policy.digest(), _rows(n)
+        )
+        rounds.submit(store, ca, pid, sub)
+    rounds.refuse(store, "P3", round_.round_id, "no extract this month")
+    frame = store.released_rows_frame(round_.round_id)
+    assert tuple(frame.columns) == FRAME_COLUMNS
+    assert list(frame.practice_id) == ["P1"] * 3 + ["P2"] * 3
+    assert list(frame.locality) == ["North"] * 3 + ["South"] * 3
+    first = frame.iloc[0]
+    assert (first.indicator, first.category, first.numerator, first.denominator) == (
+        "dna_rate",
+        "",
+        40,
+        400,
+    )
+    suppressed = frame.iloc[1]
+    assert suppressed.suppressed and pd.isna(suppressed["count"]) and pd.isna(suppressed.value)
+    assert frame.iloc[2]["mean"] == 41.5
+    assert str(frame["numerator"].dtype) == "Int64"
+    assert frame["suppressed"].dtype == bool
+    status = {p.practice_id: p.state for p in store.round_status(round_.round_id).practices}
+    assert status == {"P1": "submitted", "P2": "submitted", "P3": "refused"}
+
+
+def test_revoked_practices_leave_the_pending_list(store: Store, ca: CertificateAuthority) -> None:
+    _enrol(store, ca, "P1")
+    _enrol(store, ca, "P2")
+    store.revoke_practice("P2")
+    assert [p.revoked for p in store.list_practices()] == [False, True]
+    round_ = rounds.start_round(store, ca, AS_OF, DEFS)
+    assert [p.practice_id for p in store.round_status(round_.round_id).practices] == ["P1"]
+
+
+def test_migrations_build_exactly_the_declared_schema(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from coordinator.tables import metadata
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    assert diff == []
+    assert version == "0001"
