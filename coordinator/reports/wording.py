@@ -1,0 +1,125 @@
+"""What the numbers mean, in plain words: funnel statuses, percentiles and counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coordinator.comparisons import Direction, IndicatorComparison, IndicatorSpec, PracticeValue
+from coordinator.funnel import FunnelStatus
+from fedpeer.measures import Kind
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A status as a short label, a tone for colour, and a sentence of interpretation."""
+
+    label: str
+    tone: str  # css class: good, concern, notable, neutral, none
+    sentence: str
+
+
+_HIGH = {FunnelStatus.ABOVE_95, FunnelStatus.ABOVE_998}
+_LOW = {FunnelStatus.BELOW_95, FunnelStatus.BELOW_998}
+_ALARM = {FunnelStatus.ABOVE_998, FunnelStatus.BELOW_998}
+
+
+def verdict(spec: IndicatorSpec, value: PracticeValue, *, overdispersed: bool = False) -> Verdict:
+    """How a practice's funnel status reads, given which way is better for the indicator.
+
+    ``overdispersed``: practices differ more than chance explains and the limits were
+    not widened for it, so an outlying status is a weaker signal; the sentence says so.
+    """
+    if value.value is None:
+        return Verdict("No value", "none", value.note or "No value for this indicator.")
+    if not spec.has_funnel:
+        return Verdict(
+            "Not tested",
+            "none",
+            "Means have no funnel: the spread within each practice is not released.",
+        )
+    status = value.status
+    if status is FunnelStatus.NO_VALUE:
+        return Verdict("Not tested", "none", "Too few practices to set limits.")
+    if status is FunnelStatus.WITHIN:
+        return Verdict(
+            "As expected",
+            "neutral",
+            "Within the range that chance alone would give for a practice of this size.",
+        )
+    much = status in _ALARM
+    higher = status in _HIGH
+    label = ("Much " if much else "") + ("higher" if higher else "lower") + " than expected"
+    label = label[0].upper() + label[1:]
+    odds = "1,000" if much else "40"  # one side of a two-sided limit
+    limit = "99.8%" if much else "95%"
+    side = "above" if higher else "below"
+    chance = (
+        f"{side.capitalize()} the {limit} limit: chance alone puts a practice here less "
+        f"than 1 time in {odds}."
+    )
+    if overdispersed:
+        chance += " Many practices are outside these limits, so read this as a guide."
+    better = spec.direction.higher_is_better
+    if better is None:
+        return Verdict(label, "notable", chance)
+    if better == higher:
+        return Verdict(label, "good", f"{chance} Likely good practice worth sharing.")
+    return Verdict(label, "concern", f"{chance} Worth a closer look.")
+
+
+def ordinal(n: float | None) -> str:
+    """72 -> ``72nd``; a percentile as people say it."""
+    if n is None:
+        return "—"
+    k = round(n)
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
+def counts(spec: IndicatorSpec, value: PracticeValue) -> str:
+    """The released counts behind a value, e.g. ``412 of 560`` or ``n = 1,240``."""
+    if spec.kind is Kind.MEAN:
+        return "" if value.denominator is None else f"n = {value.denominator:,.0f}"
+    if value.numerator is None or value.denominator is None:
+        return "" if value.denominator is None else f"of {value.denominator:,.0f}"
+    return f"{value.numerator:,.0f} of {value.denominator:,.0f}"
+
+
+def direction_words(direction: Direction) -> str:
+    """Which way is better, for a table column."""
+    return {
+        Direction.HIGHER_IS_BETTER: "Higher is better",
+        Direction.LOWER_IS_BETTER: "Lower is better",
+        Direction.NEITHER: "Neither way is better",
+    }[direction]
+
+
+def denominator_words(spec: IndicatorSpec) -> str:
+    """The funnel's x axis for an indicator."""
+    if spec.kind is Kind.RATE:
+        return "Registered patients"
+    if spec.id in {"dna_rate", "seen_within_14d"}:
+        return "Appointments in the period"
+    return "Eligible patients"
+
+
+def value_words(spec: IndicatorSpec) -> str:
+    """The funnel's y axis for an indicator."""
+    if spec.unit == "%":
+        return "Per cent"
+    if spec.kind is Kind.RATE:
+        return f"Per {spec.per:,}"
+    return spec.unit or "Value"
+
+
+def spread_words(comparison: IndicatorComparison) -> str:
+    """A caption on whether practices vary more than chance, and what the limits allow."""
+    funnel = comparison.funnel
+    if funnel is None or not comparison.overdispersed:
+        return ""
+    if funnel.phi != 1.0:
+        return f"Limits widened for overdispersion (phi {funnel.phi:.1f})."
+    return (
+        f"Practices differ more than chance alone explains (overdispersion, phi "
+        f"{comparison.phi:.1f}), so many fall outside these limits: read them as a guide."
+    )
