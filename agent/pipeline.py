@@ -27,6 +27,7 @@ from agent.policy_file import (
 from fedpeer.canonical import release_digest
 from fedpeer.collection import Receipt, Refusal, Release, Round
 from fedpeer.definitions import IndicatorDefinition, content_hash, deserialize, load_round_set
+from fedpeer.definitions.serialise import to_data
 from fedpeer.disclosure import release
 from fedpeer.dp import cost_rho, release_with_noise
 from fedpeer.errors import FedpeerError, PolicyError, ReleaseRefused
@@ -49,7 +50,12 @@ def compute_results(
 ) -> tuple[list[IndicatorResult], DataQualitySummary]:
     """Raw results of the definitions (the standard set and profile by default)."""
     chosen = load_round_set() if definitions is None else list(definitions)
-    with open_extract(location, as_of) as extract, extract.connect() as connection:
+    # Every code the definitions name, so the quality summary counts events in no codelist.
+    known = {code for d in chosen for cl in to_data(d)[1].values() for code, _term in cl.entries}
+    with (
+        open_extract(location, as_of, known_codes=known) as extract,
+        extract.connect() as connection,
+    ):
         results = evaluate(chosen, connection, as_of, engine=engine, by_age_sex=by_age_sex)
         return results, extract.quality
 
