@@ -259,10 +259,3 @@ class RoundPipeline:
 def _standard_hashes() -> frozenset[str]:
     """Content hashes of the standard set this agent ships with."""
     return frozenset(content_hash(d) for d in load_round_set())
-
-
-def prepare_release(extract: str, round_: Round, home: Path | None = None) -> Release | Refusal:
-    """What to send for a round (used by ``fedpeer-agent run``)."""
-    if home is None:
-        raise PolicyError("the agent home is needed to keep the release ledger")
-    return RoundPipeline(extract, home).prepare(round_)

@@ -25,12 +25,12 @@ may ask for stricter disclosure control, never for looser than the practice allo
 
 from __future__ import annotations
 
-import calendar
 import tomllib
 from dataclasses import fields, replace
 from datetime import date
 from pathlib import Path
 
+from fedpeer.dates import is_month_end
 from fedpeer.errors import PolicyError
 from fedpeer.policy import DisclosurePolicy, Noise, Rounding
 
@@ -147,11 +147,6 @@ def effective_policy(
         round_policy,
         manual_approval=round_policy.manual_approval or practice_policy.manual_approval,
     )
-
-
-def is_month_end(day: date) -> bool:
-    """True when ``day`` is the last day of its month."""
-    return day.day == calendar.monthrange(day.year, day.month)[1]
 
 
 def check_reference_date(as_of: date, *, standard: bool, today: date | None = None) -> None:

@@ -9,11 +9,11 @@ hashed and signed are defined here, once, for both sides.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import hashlib
 from dataclasses import asdict, dataclass, field
 
+from fedpeer.dates import is_month_end
 from fedpeer.errors import DefinitionError, RoundError
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow
@@ -23,11 +23,6 @@ from fedpeer.signing import canonical_json
 def sha256_hex(data: bytes) -> str:
     """The SHA-256 of bytes, lower-case hex."""
     return hashlib.sha256(data).hexdigest()
-
-
-def is_month_end(day: dt.date) -> bool:
-    """True when ``day`` is the last day of its month."""
-    return day.day == calendar.monthrange(day.year, day.month)[1]
 
 
 @dataclass(frozen=True)

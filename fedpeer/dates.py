@@ -17,6 +17,11 @@ def is_leap(year: int) -> bool:
     return calendar.isleap(year)
 
 
+def is_month_end(day: date) -> bool:
+    """True when ``day`` is the last day of its month."""
+    return day.day == calendar.monthrange(day.year, day.month)[1]
+
+
 def minus_months(day: date, months: int) -> date:
     """``day`` minus whole calendar months; a day past the month's end clamps to its last day."""
     if months < 0:

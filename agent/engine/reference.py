@@ -335,11 +335,6 @@ def _compare(value: float, comparator: Comparator, threshold: float) -> bool:
     return value > threshold
 
 
-def strata_of(d: IndicatorDefinition) -> bool:
-    """Whether a definition is evaluated by sex and age band when strata are asked for."""
-    return d.unit is Unit.PATIENTS and d.kind is not Kind.BREAKDOWN
-
-
 def evaluate(
     definitions: Sequence[IndicatorDefinition],
     connection: sa.Connection,
@@ -352,7 +347,7 @@ def evaluate(
     results = []
     for d in definitions:
         results.append(IndicatorResult(d.id, ev.measure(d, ev.x.patients)))
-        if by_age_sex and strata_of(d):
+        if by_age_sex and d.stratifiable:
             groups: dict[str, list[Patient]] = {s: [] for s in SEX_AGE_BANDS}
             for p in ev.x.patients:
                 key = f"{p.sex}.{age_band(age_on(p.date_of_birth, as_of))}"

@@ -463,7 +463,7 @@ class _Evaluation:
     def results_for(
         self, i: int, d: IndicatorDefinition, by_age_sex: bool
     ) -> list[IndicatorResult]:
-        strata = ("", *SEX_AGE_BANDS) if by_age_sex and _stratified(d) else ("",)
+        strata = ("", *SEX_AGE_BANDS) if by_age_sex and d.stratifiable else ("",)
         if d.unit is Unit.APPOINTMENTS:
             if d.kind is Kind.PROPORTION:
                 return [IndicatorResult(d.id, Proportion(*self.appointment_sums[i]))]
@@ -491,10 +491,6 @@ class _Evaluation:
             return [IndicatorResult(d.id, Count(pop.get(s, 0)), s) for s in strata]
         num, den = self.sums[(i, "num")], self.sums[(i, "den")]
         return [IndicatorResult(d.id, Proportion(num.get(s, 0), den.get(s, 0)), s) for s in strata]
-
-
-def _stratified(d: IndicatorDefinition) -> bool:
-    return d.unit is Unit.PATIENTS and d.kind is not Kind.BREAKDOWN
 
 
 def evaluate(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +26,7 @@ from agent.synth import output
 from agent.synth.population import make_population
 from agent.synth.records import appointments, clinical_events, medications
 from agent.synth.traits import AGE_PROFILES, PracticeTraits, random_traits
+from fedpeer.dates import period_start
 
 __all__ = [
     "AGE_PROFILES",
@@ -40,14 +41,6 @@ MANIFEST_COLUMNS = ("practice_id", "name", "locality", "list_size", "format")
 # Rate of each kind of data-quality oddity (per row): rare, as in a decent extract.
 ODDITY_RATE = 0.0005
 TABLE_NAMES = ("patients", "clinical_events", "medications", "appointments")
-
-
-def _period_start(as_of: date) -> date:
-    try:
-        year_before = as_of.replace(year=as_of.year - 1)
-    except ValueError:  # 29 February
-        year_before = as_of.replace(year=as_of.year - 1, day=28)
-    return year_before + timedelta(days=1)
 
 
 def generate_practice(
@@ -76,14 +69,14 @@ def generate_practice(
     rng = np.random.default_rng([practice_seed, 0x5EED])
     epoch = date(1970, 1, 1)
     as_of_day = (as_of - epoch).days
-    period_start = (_period_start(as_of) - epoch).days
+    period_start_day = (period_start(as_of) - epoch).days
 
     pop = make_population(rng, traits, as_of_day, ODDITY_RATE)
     output.write_table(output.patients_table(pop), out / "patients", fmt)
-    events = clinical_events(rng, pop, traits, as_of_day, period_start, ODDITY_RATE)
+    events = clinical_events(rng, pop, traits, as_of_day, period_start_day, ODDITY_RATE)
     output.write_table(output.events_table(pop, events), out / "clinical_events", fmt)
     del events
-    meds, bnf = medications(rng, pop, traits, as_of_day, period_start, ODDITY_RATE)
+    meds, bnf = medications(rng, pop, traits, as_of_day, period_start_day, ODDITY_RATE)
     output.write_table(
         output.medications_table(rng, pop, meds, bnf, ODDITY_RATE), out / "medications", fmt
     )

@@ -336,6 +336,6 @@ class IndicatorDefinition:
         _check(self.kind is Kind.RATE or self.per == 1000, "per is only for a rate")
 
     @property
-    def patient_based(self) -> bool:
-        """Whether the indicator is about registered patients (so it can be stratified)."""
-        return self.unit is Unit.PATIENTS
+    def stratifiable(self) -> bool:
+        """Whether it is also evaluated by sex and 5-year age band when strata are asked for."""
+        return self.unit is Unit.PATIENTS and self.kind is not Kind.BREAKDOWN
