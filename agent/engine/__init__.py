@@ -10,6 +10,9 @@ One narrow interface, two implementations that must agree exactly:
 Both are ``evaluate(definitions, connection, as_of, *, by_age_sex=False)`` returning
 one ``IndicatorResult`` per definition, in order (followed, with ``by_age_sex``, by one
 per sex and 5-year age band stratum for every patient-based non-breakdown definition).
+
+``membership`` lists the units each definition counts (for the agent's differencing
+check); it is compiled by the SQL engine from the same criteria, whichever engine counts.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Protocol
 import sqlalchemy as sa
 
 from agent.engine import reference, sql
+from agent.engine.sql import Membership, membership
 from fedpeer.definitions.model import IndicatorDefinition
 from fedpeer.measures import IndicatorResult
 
@@ -37,6 +41,8 @@ class Engine(Protocol):
         by_age_sex: bool = False,
     ) -> list[IndicatorResult]: ...
 
+
+__all__ = ["ENGINES", "Engine", "Membership", "evaluate", "membership"]
 
 ENGINES: dict[str, Engine] = {"reference": reference.evaluate, "sql": sql.evaluate}
 

@@ -12,7 +12,8 @@ come back as small histograms and are finished exactly in Python (``_exact``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
 from typing import Any
@@ -328,8 +329,8 @@ class _Evaluation:
         self.defs, self.conn, self.b = definitions, conn, _Bounds(as_of)
         self.frame = _PatientFrame(self.b)
 
-    def run(self) -> None:
-        patient_sums: list[tuple[int, str, sa.ColumnElement[bool]]] = []
+    def prepare(self) -> None:
+        """Note and build every per-patient feature the definitions need."""
         for d in self.defs:
             for part in ("denominator", "numerator", "population"):
                 crit = getattr(d, part)
@@ -338,6 +339,10 @@ class _Evaluation:
             if isinstance(d.value, UsualProviderOfCare):
                 self.frame.add_upc(d.value)
         self.frame.build()
+
+    def run(self) -> None:
+        self.prepare()
+        patient_sums: list[tuple[int, str, sa.ColumnElement[bool]]] = []
         f = self.frame
         for i, d in enumerate(self.defs):
             if d.unit is not Unit.PATIENTS and d.kind is not Kind.RATE:
@@ -491,6 +496,142 @@ class _Evaluation:
             return [IndicatorResult(d.id, Count(pop.get(s, 0)), s) for s in strata]
         num, den = self.sums[(i, "num")], self.sums[(i, "den")]
         return [IndicatorResult(d.id, Proportion(num.get(s, 0), den.get(s, 0)), s) for s in strata]
+
+
+# -- membership: the same criteria, selecting the units instead of counting them --------
+
+
+@dataclass(frozen=True)
+class Membership:
+    """The units one definition counts, by part, and a mean's clipped sum.
+
+    ``sets`` maps ``population`` (the denominator or population), ``numerator``, and
+    ``cell:<category>`` for a breakdown's cells, to unit ids: ``patient:<id>``,
+    ``appointment:<id>``, or ``item:<patient>|<date>|<dmd>|<bnf>|<n>`` for the n-th
+    identical medication item. Each set's size is the count ``evaluate`` gives for it.
+    ``clipped_sum`` is, for a mean, the sum of each unit's value clipped to the
+    definition's ``value_bound``. None of it ever leaves the practice.
+    """
+
+    sets: Mapping[str, frozenset[str]]
+    clipped_sum: Fraction | None = None
+
+
+def _ids(prefix: str, rows: Iterable[Sequence[Any]]) -> frozenset[str]:
+    return frozenset(f"{prefix}:{row[0]}" for row in rows)
+
+
+class _Members:
+    """Membership from the evaluation's own criteria: one rule, counted or listed."""
+
+    def __init__(self, ev: _Evaluation) -> None:
+        self.ev, self.f, self.b, self.conn = ev, ev.frame, ev.b, ev.conn
+
+    def patients(self, where: sa.ColumnElement[bool], *extra: sa.ColumnElement) -> list[Any]:
+        query = sa.select(P.c.patient_id, *extra).where(where)  # where first: it notes joins
+        return self.conn.execute(query.select_from(self.f.from_clause())).all()
+
+    def appointments(self, where: sa.ColumnElement[bool], *extra: sa.ColumnElement) -> list[Any]:
+        return self.conn.execute(sa.select(A.c.appointment_id, *extra).where(where)).all()
+
+    def items(self, crit: MedicationCriteria) -> frozenset[str]:
+        key = (M.c.patient_id, D.issued, M.c.dmd_code, M.c.bnf_code)
+        rows = self.conn.execute(
+            sa.select(*key, sa.func.count()).where(self.b.medication(crit)).group_by(*key)
+        )
+        return frozenset(
+            f"item:{pid}|{day_!s}|{dmd}|{bnf or ''}|{n}"
+            for pid, day_, dmd, bnf, count in rows
+            for n in range(1, int(count) + 1)
+        )
+
+    def of(self, d: IndicatorDefinition) -> Membership:
+        if d.kind is Kind.PROPORTION:
+            if d.unit is Unit.APPOINTMENTS:
+                den = self.b.appointment(d.denominator)  # type: ignore[arg-type]
+                num = sa.and_(den, self.b.appointment(d.numerator))  # type: ignore[arg-type]
+                rows = self.appointments(den, num)
+                prefix = "appointment"
+            else:
+                den = self.f.where(d.denominator)  # type: ignore[arg-type]
+                num = self.f.where(d.numerator)  # type: ignore[arg-type]
+                rows = self.patients(den, sa.case((num, 1), else_=0))
+                prefix = "patient"
+            return Membership(
+                {
+                    "population": _ids(prefix, rows),
+                    "numerator": _ids(prefix, (r for r in rows if r[1])),
+                }
+            )
+        if d.kind is Kind.RATE:
+            return Membership(
+                {
+                    "population": _ids("patient", self.patients(self.f.where(d.denominator))),  # type: ignore[arg-type]
+                    "numerator": self.items(d.numerator),  # type: ignore[arg-type]
+                }
+            )
+        if d.unit is Unit.APPOINTMENTS:
+            where = self.b.appointment(d.population)  # type: ignore[arg-type]
+            if d.kind is Kind.MEAN:
+                rows = self.appointments(where, A.c.duration_minutes)
+                bound = Fraction(d.value_bound or 0)
+                total = sum((min(Fraction(r[1]), bound) for r in rows), Fraction(0))
+                return Membership({"population": _ids("appointment", rows)}, total)
+            if d.kind is Kind.BREAKDOWN:
+                assert d.breakdown is not None
+                column = {
+                    BreakdownBy.CLINICIAN_ROLE: A.c.clinician_role,
+                    BreakdownBy.MODE: A.c.mode,
+                    BreakdownBy.STATUS: A.c.status,
+                }[d.breakdown.by]
+                return self._cells("appointment", self.appointments(where, column), d)
+            return Membership({"population": _ids("appointment", self.appointments(where))})
+        where = self.f.where(d.population)  # type: ignore[arg-type]
+        if d.kind is Kind.MEAN:
+            seen, most = self.f.upc_columns(d.value)  # type: ignore[arg-type]
+            rows = self.patients(sa.and_(where, seen.is_not(None)), most, seen)
+            total = sum((Fraction(int(m), int(n)) for _, m, n in rows), Fraction(0))
+            return Membership({"population": _ids("patient", rows)}, total)
+        if d.kind is Kind.BREAKDOWN:
+            assert d.breakdown is not None
+            if d.breakdown.by is BreakdownBy.SEX_AGE_BAND:
+                band = self.b.age_band()
+                rows = [
+                    (pid, f"{sex}.{group}")
+                    for pid, sex, group in self.patients(where, P.c.sex, band)
+                ]
+            else:
+                key = sa.case(
+                    (P.c.imd_decile.between(1, 10), sa.cast(P.c.imd_decile, sa.String)),
+                    else_="unknown",
+                )
+                rows = self.patients(where, key)
+            return self._cells("patient", rows, d)
+        return Membership({"population": _ids("patient", self.patients(where))})
+
+    def _cells(self, prefix: str, rows: Sequence[Any], d: IndicatorDefinition) -> Membership:
+        assert d.breakdown is not None
+        categories = (
+            SEX_AGE_BANDS
+            if d.breakdown.by is BreakdownBy.SEX_AGE_BAND
+            else IMD_CATEGORIES
+            if d.breakdown.by is BreakdownBy.IMD_DECILE
+            else d.breakdown.categories
+        )
+        sets: dict[str, frozenset[str]] = {"population": _ids(prefix, rows)}
+        for category in categories:
+            sets[f"cell:{category}"] = _ids(prefix, (r for r in rows if str(r[1]) == category))
+        return Membership(sets)
+
+
+def membership(
+    definitions: Sequence[IndicatorDefinition], connection: sa.Connection, as_of: date
+) -> list[Membership]:
+    """The units each definition counts on as_of, in order, from the engine's own criteria."""
+    ev = _Evaluation(list(definitions), connection, as_of)
+    ev.prepare()
+    members = _Members(ev)
+    return [members.of(d) for d in ev.defs]
 
 
 def evaluate(

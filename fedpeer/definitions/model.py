@@ -223,6 +223,10 @@ class UsualProviderOfCare:
 
 
 DURATION_MINUTES = "duration_minutes"
+# With noise, a mean's sum is noised with each unit's value clipped to a bound, so that
+# one unit moves the sum by at most the bound: a UPC index is at most 1 by definition; a
+# consultation's length counts up to an hour (INDICATORS.md's means are of short visits).
+DURATION_BOUND_MINUTES = 60
 
 
 @dataclass(frozen=True)
@@ -339,3 +343,10 @@ class IndicatorDefinition:
     def stratifiable(self) -> bool:
         """Whether it is also evaluated by sex and 5-year age band when strata are asked for."""
         return self.unit is Unit.PATIENTS and self.kind is not Kind.BREAKDOWN
+
+    @property
+    def value_bound(self) -> float | None:
+        """For a mean, the most one unit may add to its sum when the sum is noised."""
+        if self.kind is not Kind.MEAN:
+            return None
+        return 1.0 if isinstance(self.value, UsualProviderOfCare) else DURATION_BOUND_MINUTES

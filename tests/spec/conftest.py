@@ -12,7 +12,7 @@ import spec_extract as sx
 
 from agent.engine import reference, sql
 from fedpeer.definitions import IndicatorDefinition, find_standard
-from fedpeer.measures import Measure, Proportion
+from fedpeer.measures import Breakdown, Count, Mean, Measure, Proportion, Rate
 
 ENGINE_BACKENDS = [
     pytest.param(("reference", "sqlite"), id="reference-sqlite"),
@@ -43,6 +43,9 @@ class Spec:
         with sx.database(self.backend, url) as conn:
             sx.insert(conn, tables)
             results = EVALUATE[self.engine]([defn], conn, date.fromisoformat(as_of), **kw)
+            if self.engine == "sql":
+                self.members = sql.membership([defn], conn, date.fromisoformat(as_of))[0]
+                _sizes_agree(self.members, results[0].measure)
         return results if kw.get("by_age_sex") else results[0].measure
 
     def __call__(self, indicator: IndicatorDefinition | str, as_of: str, **tables: Any) -> Measure:
@@ -55,6 +58,15 @@ class Spec:
             num = sum(r.get("num") == "y" for r in marked)
             den = sum(r.get("den") == "y" for r in marked)
             assert result == Proportion(num, den), f"expected {num}/{den}"
+            if self.engine == "sql":  # the very units marked, not just as many of them
+                prefix, key = (
+                    ("appointment", "appointment_id")
+                    if unit_table == "appointments"
+                    else ("patient", "patient_id")
+                )
+                for part, mark in (("population", "den"), ("numerator", "num")):
+                    expected_ids = {f"{prefix}:{r[key]}" for r in marked if r.get(mark) == "y"}
+                    assert self.members.sets[part] == expected_ids, part
             if self.backend == "sqlite":
                 for r in marked:
                     part = sx.only(
@@ -69,6 +81,28 @@ class Spec:
                     )
                     assert one == expected, f"{who}: expected {expected}, got {one}"
         return result
+
+
+def _sizes_agree(members: sql.Membership, measure: Measure) -> None:
+    """Each membership set has exactly as many units as the engine counted."""
+    sizes = {part: len(ids) for part, ids in members.sets.items()}
+    if isinstance(measure, Proportion | Rate):
+        assert (sizes["numerator"], sizes["population"]) == (
+            measure.numerator,
+            measure.denominator,
+        )
+    elif isinstance(measure, Count):
+        assert sizes["population"] == measure.value
+    elif isinstance(measure, Mean):
+        assert sizes["population"] == measure.count
+        if measure.count:
+            assert members.clipped_sum is not None and measure.mean is not None
+            assert members.clipped_sum / measure.count <= measure.mean + 1e-9
+    else:
+        assert isinstance(measure, Breakdown)
+        assert sizes["population"] == measure.total
+        for category, n in measure.cells:
+            assert sizes[f"cell:{category}"] == n, category
 
 
 @pytest.fixture(params=ENGINE_BACKENDS)
