@@ -2,8 +2,11 @@
 
 One JSON object a line, keys sorted, no insignificant whitespace::
 
-    {"as_of":..., "definitions":[...], "entry_hash":..., "policy_digest":..., "prev_hash":...,
-     "receipt":..., "release_sha256":..., "round":..., "seq":..., "time":..., "to":...}
+    {"as_of":..., "definitions":[...], "entry_hash":..., "prev_hash":..., "receipt":...,
+     "release_sha256":..., "round":..., "seq":..., "time":..., "to":...}
+
+``release_sha256`` is the SHA-256 of the release document's bytes: the hash the practice
+saw in ``preview``, signed, and the coordinator's receipt names.
 
 ``entry_hash`` is the sha256 of the entry's canonical JSON without ``entry_hash``;
 ``prev_hash`` is the previous entry's ``entry_hash`` (64 zeros for the first), and ``seq``
@@ -15,13 +18,14 @@ receipt, a printout) is what catches that.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from fedpeer.canonical import canonical_json, sha256_hex
 
 AUDIT_FILE = "audit.jsonl"
 GENESIS = "0" * 64
@@ -39,13 +43,8 @@ class AuditProblem:
         return f"line {self.line} (seq {self.seq}): {self.problem}"
 
 
-def _canonical(entry: dict[str, object]) -> bytes:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
 def _entry_hash(entry: dict[str, object]) -> str:
-    body = {k: v for k, v in entry.items() if k != "entry_hash"}
-    return hashlib.sha256(_canonical(body)).hexdigest()
+    return sha256_hex(canonical_json({k: v for k, v in entry.items() if k != "entry_hash"}))
 
 
 class AuditLog:
@@ -73,7 +72,6 @@ class AuditLog:
         round_id: str,
         definitions: Sequence[str],
         as_of: str,
-        policy_digest: str,
         release_sha256: str,
         to: str,
         receipt: str | None,
@@ -90,7 +88,6 @@ class AuditLog:
             "round": round_id,
             "definitions": sorted(definitions),
             "as_of": as_of,
-            "policy_digest": policy_digest,
             "release_sha256": release_sha256,
             "to": to,
             "receipt": receipt,
@@ -98,7 +95,7 @@ class AuditLog:
         }
         entry["entry_hash"] = _entry_hash(entry)
         with self.path.open("a", encoding="utf-8") as out:
-            out.write(_canonical(entry).decode() + "\n")
+            out.write(canonical_json(entry).decode() + "\n")
             out.flush()
             os.fsync(out.fileno())
         return entry

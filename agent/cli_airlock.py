@@ -1,14 +1,14 @@
 """The airlock commands of ``fedpeer-agent``: see what would leave, approve or reject it, audit.
 
-``preview ROUND`` shows exactly what a round would send, as a table and as the canonical
-bytes that are signed and sent; ``approve ROUND`` and ``reject ROUND --why TEXT`` decide;
+``preview ROUND`` shows exactly what a round would send, as a table and as the release
+document's bytes that the practice's key signs and the coordinator's receipt names;
+``approve ROUND`` and ``reject ROUND --why TEXT`` decide;
 ``audit verify`` checks the hash chain of what has left and ``audit show`` lists it.
 Every command takes ``--home`` (or ``FEDPEER_AGENT_HOME``), the agent's home directory.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import typer
@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.audit import AuditLog
+from agent.identity_store import AgentHome
 from agent.ledger import LEDGER_FILE, Ledger
-from fedpeer.canonical import canonical_release_bytes
 from fedpeer.errors import RoundError
 
 console = Console(highlight=False)
@@ -43,17 +43,15 @@ def preview(
     home: Path = HOME,
     show_bytes: bool = typer.Option(True, "--bytes/--no-bytes", help="Also print the bytes."),
 ) -> None:
-    """Show exactly what ROUND would send: a table, then the canonical bytes to be signed."""
+    """Show exactly what ROUND would send: a table, then the document's bytes to be signed."""
     ledger = _ledger(home)
-    releases = ledger.round_releases(round_id)
-    if not releases:
-        raise RoundError(f"round {round_id} has nothing recorded in this ledger")
-    rows = [row for r in releases for row in r.rows]
+    practice_id = AgentHome(home).load().practice_id
+    document = ledger.round_document(round_id, practice_id)
     table = Table(title=f"Round {round_id}: what would leave the practice")
     for column in ("indicator", "category", "numerator", "denominator", "count", "mean", "value"):
         table.add_column(column, justify="left" if column in ("indicator", "category") else "right")
     table.add_column("suppressed")
-    for row in sorted(rows, key=lambda r: (r.indicator, r.category)):
+    for row in sorted(document.rows, key=lambda r: (r.indicator, r.category)):
         table.add_row(
             row.indicator,
             row.category,
@@ -64,12 +62,12 @@ def preview(
             "yes" if row.suppressed else "",
         )
     console.print(table)
-    states = sorted({r.state.value for r in releases})
+    states = sorted(state.value for state in ledger.round_states(round_id))
     console.print(f"State: {', '.join(states)}")
-    data = canonical_release_bytes(rows)
-    console.print(f"Canonical bytes: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
+    data = document.to_bytes()
+    console.print(f"Release document: {len(data)} bytes, sha256 {document.digest}")
     if show_bytes:
-        console.print(data.decode("ascii"), markup=False, soft_wrap=True)
+        console.print(data.decode("utf-8"), markup=False, soft_wrap=True)
 
 
 def approve(round_id: str = typer.Argument(..., metavar="ROUND"), home: Path = HOME) -> None:

@@ -6,9 +6,10 @@ the CA pinned at enrolment, asks an injected ``prepare`` for the released rows (
 refusal), writes the answer to its outbox, sends it, and marks it acknowledged only when
 a signed receipt for exactly that content comes back.
 
-``prepare(round) -> list[ResultRow] | Release | Refusal`` is the seam where the real
-extract -> engine -> disclosure pipeline plugs in; it may be sync (run in a thread) or
-async. It never sees the network, and nothing it returns is sent before being stored.
+``prepare(round) -> ReleaseDocument | Refusal`` is the seam where the real extract ->
+engine -> disclosure pipeline plugs in; it may be sync (run in a thread) or async. It
+never sees the network. The agent signs the document's canonical bytes with the
+practice's own key, stores them in the outbox, and only then sends them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import inspect
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,24 +29,23 @@ import grpc
 from agent.identity_store import AgentHome, AgentIdentity
 from agent.outbox import ACKNOWLEDGED, REFUSAL, REJECTED, SUBMISSION, Outbox, OutboxEntry
 from fedpeer import wire
+from fedpeer.canonical import sha256_hex
 from fedpeer.channel import secure_channel
 from fedpeer.collection import (
     Receipt,
     Refusal,
-    Release,
+    ReleaseDocument,
     Round,
     RoundClosed,
-    Submission,
+    SignedRelease,
     SubmissionConflict,
     UnknownRound,
-    sha256_hex,
 )
 from fedpeer.errors import (
     CoordinatorUnreachable,
     EnrolmentError,
     FedpeerError,
     IdentityError,
-    PolicyError,
     RoundError,
 )
 from fedpeer.identity import (
@@ -54,19 +54,20 @@ from fedpeer.identity import (
     cert_to_pem,
     fingerprint,
     generate_key,
+    key_from_pem,
     key_to_pem,
     make_csr,
     parse_token,
     subject_of,
     verify_issued_by,
 )
-from fedpeer.release import ResultRow
-from fedpeer.signing import verify
+from fedpeer.policy import DisclosurePolicy
+from fedpeer.signing import sign_bytes, verify
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2, enrolment_pb2, enrolment_pb2_grpc
 
 log = logging.getLogger("fedpeer.agent")
 
-PrepareResult = Sequence[ResultRow] | Release | Refusal
+PrepareResult = ReleaseDocument | Refusal
 Prepare = Callable[[Round], PrepareResult | Awaitable[PrepareResult]]
 # Called once a receipt for a round is verified: (round id, receipt, coordinator address).
 Acknowledged = Callable[[str, Receipt, str], None]
@@ -201,6 +202,9 @@ async def enrol(
         cert_pem=response.certificate_pem.encode(),
         ca_pem=ca_pem,
         server_name=server_name,
+        network_policy=wire.policy_from_proto(response.network_policy)
+        if response.HasField("network_policy")
+        else DisclosurePolicy(),
     )
     agent_home.save(identity)
     log.info("event=enrolled practice=%s", identity.practice_id)
@@ -366,15 +370,13 @@ class Agent:
             data = payload.SerializeToString(deterministic=True)
             entry = self.outbox.put(round_id, REFUSAL, sha256_hex(data), data)
         else:
-            if isinstance(result, Release):
-                rows, policy = tuple(result.rows), result.policy
-                if not policy.at_least_as_strict_as(round_.policy):
-                    raise PolicyError("prepare() applied a looser policy than the round's")
-            else:
-                rows, policy = tuple(result), round_.policy
-            submission = Submission(round_id, round_.definition_hashes, policy.digest(), rows)
-            data = wire.submission_to_proto(submission).SerializeToString(deterministic=True)
-            entry = self.outbox.put(round_id, SUBMISSION, submission.digest(), data)
+            if (result.practice_id, result.round_id) != (self.identity.practice_id, round_id):
+                raise IdentityError(f"round {round_id}: prepare() made a release for another")
+            document = result.to_bytes()
+            key = key_from_pem(self.identity.key_pem)
+            signed = SignedRelease(document, sign_bytes(key, document))
+            data = wire.release_to_proto(round_id, signed).SerializeToString(deterministic=True)
+            entry = self.outbox.put(round_id, SUBMISSION, signed.digest, data)
         return await self._send(stub, entry)
 
     async def _run_prepare(self, round_: Round) -> PrepareResult:

@@ -1,70 +1,91 @@
-"""Refusal of study populations that differ from a released one by only a few patients.
+"""Refusal of a study set that differs from a released set by only a few units.
 
-The attack: release a count over population A, then over A plus one patient; subtract,
-and the second answer minus the first is that patient's value (in a numerator, their
-diagnosis or result). Rounding only blurs this once; asked with care, or often enough,
-it reveals the patient. So an ad hoc (study) definition is refused when its population
-differs from one already released *at the same reference date* by 1..threshold patients.
+The attack: release a count over set A, then over A plus one patient; subtract, and the
+difference is that patient (in a numerator, their diagnosis or result). Rounding only
+blurs this once; asked with care, or often enough, it reveals the patient. So a question
+outside the standard catalogue is declined when any of its sets (population, numerator,
+breakdown cells) has a symmetric difference of 1..threshold units with a set this
+practice has released, at any reference date, or with another set of the same round.
 
-What "differs" means, best first:
+Sets are compared by membership, never by size alone: the ledger keeps salted, truncated
+hashes of the unit ids (``Ledger.member_digests``; the salt never leaves the ledger), so a
+same-size swap (one patient out, another in) differs by two and is caught, and a target
+placed in a numerator is caught at the numerator.
 
-- **members**: when the engine supplies the population's patient ids, the ledger keeps
-  salted hashes of them (locally; the salt never leaves the ledger) and the difference is
-  the size of the symmetric difference. This catches a swap (one patient out, another
-  in: same size, two patients differ) that sizes alone miss.
-- **sizes**: otherwise the difference of the raw population sizes (denominators). This
-  misses swaps and can refuse an unrelated population of nearly the same size; both
-  errors are on the side of refusing too little and too much respectively.
+Three refinements, all safe: sets whose sizes differ by more than the threshold cannot
+be that close and are never loaded (``Ledger.sets_near``); two sets that are both at or
+below the threshold are not compared, because each is released as 0 or suppressed, so
+their difference cannot be read from what was released; and the parts of one question
+are compared with each other's only across dates, part for part, since within one
+release disclosure control already protects their differences (a numerator and its
+complement, a breakdown's cells and its total).
 
-Limits, in plain words: only populations released by this practice at the same
-reference date are compared (a patient registering between two month ends changes a
-list by one, which rounding has to protect); chains (A and B released, then A+B-C)
-are not searched; populations are compared only when they are recorded, so the pipeline
-must call ``Ledger.record_population`` for every released definition, standard ones
-included, or a study could be aimed at a standard indicator's denominator.
+A decline depends on the data, so the coordinator hears only ``collection.DECLINED``;
+the reason returned here is for the practice, and names no patient.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import date
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from agent.ledger import Ledger
-from fedpeer.errors import ReleaseRefused
-from fedpeer.policy import DisclosurePolicy
-
-REFUSAL = (
-    "this study's population differs by only a few patients from a population already "
-    "released for the same reference date; comparing the two answers could reveal "
-    "those patients"
-)
 
 
-def population_difference(
-    size: int,
-    members: frozenset[bytes] | None,
-    other_size: int,
-    other_members: frozenset[bytes] | None,
-) -> int:
-    """How many patients two populations differ by: by members when both are known."""
-    if members is not None and other_members is not None:
-        return len(members ^ other_members)
-    return abs(size - other_size)
+@dataclass(frozen=True)
+class CandidateSets:
+    """A question's fingerprinted sets, and whether the check applies to it."""
+
+    meaning: str
+    indicator: str
+    sets: Mapping[str, frozenset[bytes]]
+    study: bool  # outside the standard catalogue: checked; standard sets are only recorded
 
 
-def check_population(
-    ledger: Ledger,
-    definition_hash: str,
-    as_of: date,
-    size: int,
-    policy: DisclosurePolicy,
-    patient_ids: Iterable[str] | None = None,
-) -> None:
-    """Refuse (``ReleaseRefused``) a population within 1..threshold patients of a released one."""
-    members = None if patient_ids is None else ledger.member_digests(patient_ids)
-    for other in ledger.populations(as_of):
-        if other.definition_hash == definition_hash:
+def _close(a: frozenset[bytes], b: frozenset[bytes], threshold: int) -> int | None:
+    if abs(len(a) - len(b)) > threshold or max(len(a), len(b)) <= threshold:
+        return None
+    difference = len(a ^ b)
+    return difference if 1 <= difference <= threshold else None
+
+
+@dataclass(frozen=True)
+class Decline:
+    """A study question to decline, and why, in words for the practice only."""
+
+    meaning: str
+    why: str
+
+
+def _comparable(meaning: str, part: str, other_meaning: str, other_part: str) -> bool:
+    return meaning != other_meaning or part == other_part
+
+
+def decline_reason(
+    ledger: Ledger, candidates: Sequence[CandidateSets], threshold: int
+) -> Decline | None:
+    """The study question a round must be declined for (differencing), or None."""
+    for c in candidates:
+        if not c.study:
             continue
-        diff = population_difference(size, members, other.size, other.members)
-        if 1 <= diff <= policy.threshold:
-            raise ReleaseRefused(REFUSAL)
+        for part, members in c.sets.items():
+            for recorded in ledger.sets_near(len(members), threshold):
+                if not _comparable(c.meaning, part, recorded.meaning, recorded.part):
+                    continue
+                if (d := _close(members, recorded.members, threshold)) is not None:
+                    return Decline(
+                        c.meaning,
+                        f"{c.indicator} ({part}) differs by {d} from the {recorded.part} of a "
+                        f"question released for {recorded.as_of.isoformat()}",
+                    )
+            for other in candidates:
+                for other_part, other_members in other.sets.items():
+                    if other.meaning == c.meaning:
+                        continue  # one release: disclosure control protects its parts
+                    if (d := _close(members, other_members, threshold)) is not None:
+                        return Decline(
+                            c.meaning,
+                            f"{c.indicator} ({part}) differs by {d} from {other.indicator} "
+                            f"({other_part}) in the same round",
+                        )
+    return None

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 
 from fedpeer.errors import IdentityError
 from fedpeer.identity import cert_from_pem
+from fedpeer.policy import DisclosurePolicy
 
 KEY_FILE = "agent.key"
 CERT_FILE = "agent.crt"
@@ -34,6 +35,8 @@ class AgentIdentity:
     cert_pem: bytes
     ca_pem: bytes
     server_name: str | None = None
+    # The network's disclosure policy, pinned at enrolment: every round must carry it.
+    network_policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
 
     @property
     def ca_cert(self) -> x509.Certificate:
@@ -74,6 +77,7 @@ class AgentHome:
             "practice_id": identity.practice_id,
             "coordinator": identity.coordinator,
             "server_name": identity.server_name,
+            "network_policy": identity.network_policy.to_data(),
         }
         (self.root / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
@@ -91,4 +95,8 @@ class AgentHome:
             cert_pem=(self.root / CERT_FILE).read_bytes(),
             ca_pem=(self.root / CA_FILE).read_bytes(),
             server_name=settings.get("server_name"),
+            # An agent enrolled before the network policy was pinned has the defaults.
+            network_policy=DisclosurePolicy.from_data(
+                settings.get("network_policy", DisclosurePolicy().to_data())
+            ),
         )

@@ -1,80 +1,98 @@
 """The release ledger (``<home>/ledger.sqlite``): the same question always gets the same answer.
 
-A release is keyed by (definition content hash, reference date, policy digest). The first
-time a key is asked, the released rows are recorded as canonical bytes; every later ask
-returns exactly those bytes, never a recomputation (so repeating a round, or averaging
-noisy answers, gains an attacker nothing). A definition and reference date already
-released under a *different* policy is refused when the new answer differs from the old
-one: two roundings of the same count can be intersected to narrow it.
+A release is keyed by what the question means and its reference date:
+(``meaning_hash``, ``as_of``). Titles, descriptions, ids and the practice's current
+policy are not part of the key, so a reworded question, a renamed one, or a question
+asked again after ``agent.toml`` changed gets the recorded answer, never a fresh draw.
+The answer is recorded with the policy it was released under; a repeat is relabelled
+with the asking definition's id and hash, which changes nothing of what it says.
 
 Each release moves through::
 
     awaiting_approval --approve--> approved --mark_sent--> sent (receipt)
             \\--reject(why)--> rejected
 
-With manual approval a release starts awaiting approval and nothing of its round is
-releasable until ``approve(round_id)``; otherwise it starts approved.
+and a question the practice's disclosure rules decline on its data is recorded as
+``declined`` with the local reason, so asking it again is declined again without a
+second look at the data.
 
-The ledger also keeps, locally and never sent, the size of each released definition's
-population (its raw denominator) and optionally salted hashes of its patient ids, for the
-differencing check (``agent.differencing``), and the privacy budget spent (``agent``'s
-optional differential privacy, ``fedpeer.dp``).
+Kept here too, locally and never sent: the salted fingerprints of every released set
+(population, numerator, breakdown cells) across reference dates, for the differencing
+check (``agent.differencing``); the questions asked outside the standard catalogue, for
+the monthly question budget; and the privacy budget spent by noisy releases.
+
+The pipeline reads the ledger once (``known``) and writes a round once (``record_round``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from fedpeer.canonical import canonical_release_bytes, rows_from_canonical
-from fedpeer.errors import ReleaseRefused, RoundError
+from fedpeer.collection import Answer, ReleaseDocument, decode_rows, encode_rows
+from fedpeer.errors import RoundError
+from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow
 
 LEDGER_FILE = "ledger.sqlite"
+SCHEMA_VERSION = "2"
 MEMBER_DIGEST_BYTES = 16
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS releases (
-    definition_hash TEXT NOT NULL,
+    meaning TEXT NOT NULL,
     as_of TEXT NOT NULL,
-    policy_digest TEXT NOT NULL,
-    round_id TEXT NOT NULL,
+    indicator TEXT NOT NULL,
+    policy TEXT NOT NULL,
     body BLOB NOT NULL,
     state TEXT NOT NULL,
+    round_id TEXT NOT NULL,
     receipt TEXT,
     why TEXT,
     recorded_at TEXT NOT NULL,
-    PRIMARY KEY (definition_hash, as_of, policy_digest)
+    PRIMARY KEY (meaning, as_of)
 );
-CREATE TABLE IF NOT EXISTS round_releases (
+CREATE TABLE IF NOT EXISTS round_questions (
     round_id TEXT NOT NULL,
-    definition_hash TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    meaning TEXT NOT NULL,
     as_of TEXT NOT NULL,
-    policy_digest TEXT NOT NULL,
-    PRIMARY KEY (round_id, definition_hash, as_of, policy_digest)
+    definition_hash TEXT NOT NULL,
+    indicator TEXT NOT NULL,
+    PRIMARY KEY (round_id, position)
 );
-CREATE TABLE IF NOT EXISTS populations (
-    definition_hash TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS sets (
+    meaning TEXT NOT NULL,
     as_of TEXT NOT NULL,
+    part TEXT NOT NULL,
     size INTEGER NOT NULL,
-    members BLOB,
-    PRIMARY KEY (definition_hash, as_of)
+    members BLOB NOT NULL,
+    PRIMARY KEY (meaning, as_of, part)
+);
+CREATE INDEX IF NOT EXISTS sets_by_size ON sets (size);
+CREATE TABLE IF NOT EXISTS questions (
+    meaning TEXT NOT NULL,
+    as_of TEXT NOT NULL,
+    month TEXT NOT NULL,
+    round_id TEXT NOT NULL,
+    PRIMARY KEY (meaning, as_of)
 );
 CREATE TABLE IF NOT EXISTS budget (
     round_id TEXT NOT NULL,
-    definition_hash TEXT NOT NULL,
+    meaning TEXT NOT NULL,
     as_of TEXT NOT NULL,
     rho TEXT NOT NULL,
-    PRIMARY KEY (round_id, definition_hash, as_of)
+    PRIMARY KEY (meaning, as_of)
 );
 """
 
@@ -86,41 +104,64 @@ class State(StrEnum):
     APPROVED = "approved"
     SENT = "sent"
     REJECTED = "rejected"
+    DECLINED = "declined"  # the disclosure rules declined it on the practice's data
 
 
 @dataclass(frozen=True)
-class ReleaseKey:
-    """What identifies a release: the question, the date and the rules."""
+class Question:
+    """One definition of a round as the ledger knows it."""
 
+    meaning: str
     definition_hash: str
-    as_of: date
-    policy_digest: str
+    indicator: str
 
 
 @dataclass(frozen=True)
 class Recorded:
     """A release as the ledger holds it."""
 
-    key: ReleaseKey
-    round_id: str
-    body: bytes  # canonical release bytes
+    meaning: str
+    as_of: date
+    indicator: str
+    policy: DisclosurePolicy
+    rows: tuple[ResultRow, ...]
     state: State
+    round_id: str
     receipt: str | None = None
     why: str | None = None
 
-    @property
-    def rows(self) -> list[ResultRow]:
-        """The released rows."""
-        return rows_from_canonical(self.body)
+    def answer(self, question: Question) -> Answer:
+        """The recorded answer, under the asking definition's id and hash."""
+        rows = tuple(_relabel(r, self.indicator, question.indicator) for r in self.rows)
+        return Answer(question.definition_hash, question.indicator, self.policy, rows)
+
+
+def _relabel(row: ResultRow, old: str, new: str) -> ResultRow:
+    if row.indicator == old or row.indicator.startswith(old + "."):
+        return replace(row, indicator=new + row.indicator[len(old) :])
+    return row
 
 
 @dataclass(frozen=True)
-class Population:
-    """A released definition's population on a date: kept in the practice only."""
+class NewRelease:
+    """A release to record: the question, its rows and policy, and its fingerprinted sets."""
 
-    definition_hash: str
-    size: int
-    members: frozenset[bytes] | None
+    question: Question
+    rows: tuple[ResultRow, ...]
+    policy: DisclosurePolicy
+    sets: Mapping[str, frozenset[bytes]]
+    rho: float = 0.0
+    counts_against_budget: bool = False
+
+
+@dataclass(frozen=True)
+class RecordedSet:
+    """A released set's fingerprint: which question, date and part, and its members."""
+
+    meaning: str
+    as_of: date
+    part: str
+    members: frozenset[bytes]
 
 
 class Ledger:
@@ -131,7 +172,20 @@ class Ledger:
         # The agent may run the pipeline in a worker thread; SQLite serialises access.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        old = "releases" in tables and (
+            "meta" not in tables or self._meta("schema_version") != SCHEMA_VERSION.encode()
+        )
+        if old:
+            self._db.close()
+            raise RoundError(
+                f"{path} was written by an older fedpeer agent; move it aside to start a new "
+                "ledger (the old one keeps the record of what was released)"
+            )
         self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION.encode(),)
+        )
 
     @classmethod
     def at_home(cls, home: Path) -> Ledger:
@@ -143,6 +197,10 @@ class Ledger:
         """Close the database."""
         self._db.close()
 
+    def _meta(self, name: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         self._db.execute("BEGIN IMMEDIATE")
@@ -153,108 +211,189 @@ class Ledger:
             raise
         self._db.execute("COMMIT")
 
-    # -- releases ----------------------------------------------------------------------
+    # -- reading, once per round --------------------------------------------------------
 
-    def get(self, key: ReleaseKey) -> Recorded | None:
-        """The recorded release for ``key``, or None when it was never asked."""
+    def get(self, meaning: str, as_of: date) -> Recorded | None:
+        """The recorded release of a question on a date, or None when it was never asked."""
         row = self._db.execute(
-            "SELECT round_id, body, state, receipt, why FROM releases"
-            " WHERE definition_hash = ? AND as_of = ? AND policy_digest = ?",
-            (key.definition_hash, key.as_of.isoformat(), key.policy_digest),
+            "SELECT indicator, policy, body, state, round_id, receipt, why FROM releases"
+            " WHERE meaning = ? AND as_of = ?",
+            (meaning, as_of.isoformat()),
         ).fetchone()
         if row is None:
             return None
-        return Recorded(key, row[0], bytes(row[1]), State(row[2]), row[3], row[4])
+        indicator, policy, body, state, round_id, receipt, why = row
+        return Recorded(
+            meaning,
+            as_of,
+            indicator,
+            DisclosurePolicy.from_data(json.loads(policy)),
+            decode_rows(bytes(body)),
+            State(state),
+            round_id,
+            receipt,
+            why,
+        )
 
-    def record(
+    def known(self, meanings: Iterable[str], as_of: date) -> dict[str, Recorded]:
+        """The recorded releases among these questions on ``as_of``."""
+        out = {}
+        for meaning in meanings:
+            recorded = self.get(meaning, as_of)
+            if recorded is not None:
+                out[meaning] = recorded
+        return out
+
+    def questions_asked(self, month: str) -> int:
+        """How many questions outside the catalogue were first asked in ``month`` (YYYY-MM)."""
+        row = self._db.execute("SELECT COUNT(*) FROM questions WHERE month = ?", (month,))
+        return int(row.fetchone()[0])
+
+    def budget_spent(self) -> float:
+        """The zero-concentrated privacy loss (rho) spent so far by noisy releases."""
+        row = self._db.execute("SELECT COALESCE(SUM(CAST(rho AS REAL)), 0) FROM budget").fetchone()
+        return float(row[0])
+
+    def sets_near(self, size: int, within: int) -> Iterator[RecordedSet]:
+        """Every recorded set, at any date, whose size is within ``within`` of ``size``.
+
+        Two sets whose sizes differ by more than ``within`` cannot have a symmetric
+        difference of ``within`` or fewer, so only these need their members compared.
+        """
+        query = (
+            "SELECT meaning, as_of, part, members FROM sets WHERE size BETWEEN ? AND ?"
+            " ORDER BY meaning, as_of, part"
+        )
+        for meaning, as_of, part, blob in self._db.execute(query, (size - within, size + within)):
+            yield RecordedSet(meaning, date.fromisoformat(as_of), part, _unpack(bytes(blob)))
+
+    # -- writing, once per round --------------------------------------------------------
+
+    def record_round(
         self,
-        key: ReleaseKey,
-        rows: Iterable[ResultRow],
         round_id: str,
+        as_of: date,
+        questions: list[Question],
+        new: list[NewRelease],
         *,
-        manual_approval: bool = False,
-    ) -> Recorded:
-        """Record a release, or return the one already recorded for ``key`` (never a new one)."""
+        month: str,
+        manual_approval: bool,
+        declined: tuple[Question, str] | None = None,
+    ) -> None:
+        """Record a round's questions and new releases (or the one declined) in one transaction."""
+        now = datetime.now(UTC).isoformat()
+        day = as_of.isoformat()
+        state = State.AWAITING_APPROVAL if manual_approval else State.APPROVED
         with self._tx() as db:
-            existing = self.get(key)
-            if existing is None:
-                body = canonical_release_bytes(rows)
-                self._refuse_other_policy(db, key, body)
-                state = State.AWAITING_APPROVAL if manual_approval else State.APPROVED
+            for release in new:
+                q = release.question
+                if release.counts_against_budget:
+                    db.execute(
+                        "INSERT OR IGNORE INTO questions VALUES (?, ?, ?, ?)",
+                        (q.meaning, day, month, round_id),
+                    )
+                if declined is not None:
+                    continue  # asked, and so counted; nothing of it is released
                 db.execute(
-                    "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+                    "INSERT OR IGNORE INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
                     (
-                        key.definition_hash,
-                        key.as_of.isoformat(),
-                        key.policy_digest,
-                        round_id,
-                        body,
+                        q.meaning,
+                        day,
+                        q.indicator,
+                        json.dumps(release.policy.to_data(), sort_keys=True),
+                        encode_rows(release.rows),
                         state.value,
-                        datetime.now(UTC).isoformat(),
+                        round_id,
+                        now,
                     ),
                 )
-            db.execute(
-                "INSERT OR IGNORE INTO round_releases VALUES (?, ?, ?, ?)",
-                (round_id, key.definition_hash, key.as_of.isoformat(), key.policy_digest),
-            )
-        recorded = self.get(key)
-        assert recorded is not None
-        return recorded
+                for part, members in release.sets.items():
+                    db.execute(
+                        "INSERT OR IGNORE INTO sets VALUES (?, ?, ?, ?, ?)",
+                        (q.meaning, day, part, len(members), b"".join(sorted(members))),
+                    )
+                if release.rho:
+                    db.execute(
+                        "INSERT OR IGNORE INTO budget VALUES (?, ?, ?, ?)",
+                        (round_id, q.meaning, day, repr(release.rho)),
+                    )
+            if declined is not None:
+                q, why = declined
+                policy = next((r.policy for r in new if r.question == q), DisclosurePolicy())
+                db.execute(
+                    "INSERT OR IGNORE INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                    (
+                        q.meaning,
+                        day,
+                        q.indicator,
+                        json.dumps(policy.to_data(), sort_keys=True),
+                        encode_rows(()),
+                        State.DECLINED.value,
+                        round_id,
+                        why,
+                        now,
+                    ),
+                )
+            db.execute("DELETE FROM round_questions WHERE round_id = ?", (round_id,))
+            for i, q in enumerate(questions):
+                db.execute(
+                    "INSERT INTO round_questions VALUES (?, ?, ?, ?, ?, ?)",
+                    (round_id, i, q.meaning, day, q.definition_hash, q.indicator),
+                )
 
-    def _refuse_other_policy(self, db: sqlite3.Connection, key: ReleaseKey, body: bytes) -> None:
-        # Only a *different* answer helps an attacker: the same bytes under a policy that
-        # differs in, say, manual approval are recorded as they are.
-        others = db.execute(
-            "SELECT body FROM releases WHERE definition_hash = ? AND as_of = ?"
-            " AND policy_digest != ? AND state != ?",
-            (key.definition_hash, key.as_of.isoformat(), key.policy_digest, State.REJECTED.value),
-        ).fetchall()
-        if any(bytes(other[0]) != body for other in others):
-            raise ReleaseRefused(
-                "this question was already answered for this reference date under a different "
-                "disclosure policy; a second answer under other rules could be combined with "
-                "the first to narrow the true counts"
-            )
+    # -- a round's releases ----------------------------------------------------------------
 
-    def round_releases(self, round_id: str) -> list[Recorded]:
-        """Every release a round asked for, in a stable order."""
-        keys = self._db.execute(
-            "SELECT definition_hash, as_of, policy_digest FROM round_releases"
-            " WHERE round_id = ? ORDER BY definition_hash, as_of, policy_digest",
+    def round_releases(self, round_id: str) -> list[tuple[Question, Recorded]]:
+        """Every question a round asked with its recorded release, in the round's order."""
+        rows = self._db.execute(
+            "SELECT meaning, as_of, definition_hash, indicator FROM round_questions"
+            " WHERE round_id = ? ORDER BY position",
             (round_id,),
         ).fetchall()
         out = []
-        for h, as_of, digest in keys:
-            recorded = self.get(ReleaseKey(h, date.fromisoformat(as_of), digest))
-            assert recorded is not None
-            out.append(recorded)
+        for meaning, as_of, definition_hash, indicator in rows:
+            recorded = self.get(meaning, date.fromisoformat(as_of))
+            if recorded is not None:
+                out.append((Question(meaning, definition_hash, indicator), recorded))
         return out
 
-    def round_rows(self, round_id: str) -> list[ResultRow]:
-        """All rows a round would release (the preview), whatever their state."""
-        return [row for r in self.round_releases(round_id) for row in r.rows]
-
-    def _require_round(self, round_id: str) -> list[Recorded]:
+    def _require_round(self, round_id: str) -> list[tuple[Question, Recorded]]:
         releases = self.round_releases(round_id)
         if not releases:
             raise RoundError(f"round {round_id} has nothing recorded in this ledger")
         return releases
 
+    def round_document(self, round_id: str, practice_id: str) -> ReleaseDocument:
+        """The release document a round would send (the preview), whatever its state."""
+        releases = self._require_round(round_id)
+        as_of = releases[0][1].as_of
+        answers = tuple(recorded.answer(q) for q, recorded in releases)
+        return ReleaseDocument(practice_id, round_id, as_of, answers)
+
+    def round_states(self, round_id: str) -> set[State]:
+        """The states of a round's releases."""
+        return {recorded.state for _, recorded in self._require_round(round_id)}
+
+    def declined_why(self, round_id: str) -> str | None:
+        """The local reason a round was declined or rejected, or None."""
+        for _, recorded in self.round_releases(round_id):
+            if recorded.state in (State.DECLINED, State.REJECTED):
+                return recorded.why
+        return None
+
     def _set_state(self, round_id: str, old: set[State], new: State, **extra: str) -> None:
         with self._tx() as db:
-            for r in self._require_round(round_id):
+            for _, r in self._require_round(round_id):
                 if r.state in old:
                     db.execute(
                         "UPDATE releases SET state = ?, receipt = COALESCE(?, receipt),"
-                        " why = COALESCE(?, why)"
-                        " WHERE definition_hash = ? AND as_of = ? AND policy_digest = ?",
+                        " why = COALESCE(?, why) WHERE meaning = ? AND as_of = ?",
                         (
                             new.value,
                             extra.get("receipt"),
                             extra.get("why"),
-                            r.key.definition_hash,
-                            r.key.as_of.isoformat(),
-                            r.key.policy_digest,
+                            r.meaning,
+                            r.as_of.isoformat(),
                         ),
                     )
 
@@ -270,18 +409,9 @@ class Ledger:
             round_id, {State.AWAITING_APPROVAL, State.APPROVED}, State.REJECTED, why=why
         )
 
-    def releasable(self, round_id: str) -> list[ResultRow] | None:
-        """The rows that may be sent for a round, or None while any release awaits approval."""
-        releases = self._require_round(round_id)
-        if any(r.state == State.REJECTED for r in releases):
-            raise RoundError(f"round {round_id} was rejected")
-        if any(r.state == State.AWAITING_APPROVAL for r in releases):
-            return None
-        return [row for r in releases for row in r.rows]
-
     def mark_sent(self, round_id: str, receipt: str) -> None:
         """Record that the coordinator acknowledged a round's releases."""
-        if self.releasable(round_id) is None:
+        if State.AWAITING_APPROVAL in self.round_states(round_id):
             raise RoundError(f"round {round_id} is awaiting approval")
         self._set_state(round_id, {State.APPROVED}, State.SENT, receipt=receipt)
 
@@ -293,75 +423,26 @@ class Ledger:
         )
         return {r[0] for r in rows}
 
-    # -- populations, for differencing --------------------------------------------------
+    # -- fingerprints ---------------------------------------------------------------------
 
     def _salt(self) -> bytes:
-        row = self._db.execute("SELECT value FROM meta WHERE name = 'member_salt'").fetchone()
-        if row is not None:
-            return bytes(row[0])
-        salt = secrets.token_bytes(32)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('member_salt', ?)", (salt,))
+        salt = self._meta("member_salt")
+        if salt is not None:
+            return salt
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('member_salt', ?)", (secrets.token_bytes(32),)
+        )
         return self._salt()
 
-    def member_digests(self, patient_ids: Iterable[str]) -> frozenset[bytes]:
-        """Salted, truncated hashes of patient ids; the salt never leaves this ledger."""
+    def member_digests(self, ids: Iterable[str]) -> frozenset[bytes]:
+        """Salted, truncated hashes of unit ids; the salt never leaves this ledger."""
         salt = self._salt()
         return frozenset(
-            hmac.new(salt, pid.encode(), hashlib.sha256).digest()[:MEMBER_DIGEST_BYTES]
-            for pid in patient_ids
+            hmac.new(salt, uid.encode(), hashlib.sha256).digest()[:MEMBER_DIGEST_BYTES]
+            for uid in ids
         )
 
-    def record_population(
-        self,
-        definition_hash: str,
-        as_of: date,
-        size: int,
-        patient_ids: Iterable[str] | None = None,
-    ) -> None:
-        """Keep a released definition's population size (and member hashes) for differencing."""
-        members = None
-        if patient_ids is not None:
-            members = b"".join(sorted(self.member_digests(patient_ids)))
-        self._db.execute(
-            "INSERT OR IGNORE INTO populations VALUES (?, ?, ?, ?)",
-            (definition_hash, as_of.isoformat(), size, members),
-        )
 
-    def populations(self, as_of: date) -> list[Population]:
-        """Every population released for a reference date."""
-        out = []
-        for h, size, blob in self._db.execute(
-            "SELECT definition_hash, size, members FROM populations WHERE as_of = ?"
-            " ORDER BY definition_hash",
-            (as_of.isoformat(),),
-        ):
-            members = None
-            if blob is not None:
-                b = bytes(blob)
-                n = MEMBER_DIGEST_BYTES
-                members = frozenset(b[i : i + n] for i in range(0, len(b), n))
-            out.append(Population(h, size, members))
-        return out
-
-    # -- privacy budget -----------------------------------------------------------------
-
-    def budget_spent(self) -> float:
-        """The zero-concentrated privacy loss (rho) spent so far by noisy releases."""
-        row = self._db.execute("SELECT COALESCE(SUM(CAST(rho AS REAL)), 0) FROM budget").fetchone()
-        return float(row[0])
-
-    def spend_budget(
-        self, round_id: str, definition_hash: str, as_of: date, rho: float, limit: float
-    ) -> None:
-        """Spend privacy loss on one noisy release, refusing it when the budget would run out."""
-        with self._tx() as db:
-            spent = self.budget_spent()
-            if spent + rho > limit:
-                raise ReleaseRefused(
-                    "this practice's privacy budget would be exceeded by this release; "
-                    "no further noisy releases can be made"
-                )
-            db.execute(
-                "INSERT OR IGNORE INTO budget VALUES (?, ?, ?, ?)",
-                (round_id, definition_hash, as_of.isoformat(), repr(rho)),
-            )
+def _unpack(blob: bytes) -> frozenset[bytes]:
+    n = MEMBER_DIGEST_BYTES
+    return frozenset(blob[i : i + n] for i in range(0, len(blob), n))

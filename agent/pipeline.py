@@ -3,41 +3,52 @@
     open_extract -> engine.evaluate -> disclosure.release -> rows
 
 ``compute_results`` gives raw results, which never leave the practice;
-``compute_rows`` gives the rows ``fedpeer-agent compute`` writes, released by default.
+``compute_rows`` gives the rows ``fedpeer-agent compute`` writes, released by default;
+``RoundPipeline`` answers a coordinator's rounds (its docstring gives the order).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from datetime import date
 from functools import cache
 from pathlib import Path
 
 from agent.audit import AuditLog
-from agent.differencing import REFUSAL, check_population, population_difference
-from agent.engine import evaluate
+from agent.differencing import CandidateSets, decline_reason
+from agent.engine import Membership, evaluate, membership
 from agent.extract import DataQualitySummary, open_extract
-from agent.ledger import Ledger, ReleaseKey, State
-from agent.policy_file import (
-    check_reference_date,
-    effective_policy,
-    load_practice_policy,
-    load_privacy_budget,
+from agent.identity_store import AgentHome
+from agent.ledger import Ledger, NewRelease, Question, State
+from agent.policy_file import load_settings
+from fedpeer.collection import DECLINED, Receipt, Refusal, ReleaseDocument, Round
+from fedpeer.dates import reference_date_problem
+from fedpeer.definitions import (
+    IndicatorDefinition,
+    content_hash,
+    deserialize,
+    load_round_set,
+    meaning_hash,
 )
-from fedpeer.canonical import release_digest
-from fedpeer.collection import Receipt, Refusal, Release, Round
-from fedpeer.definitions import IndicatorDefinition, content_hash, deserialize, load_round_set
 from fedpeer.definitions.serialise import to_data
 from fedpeer.disclosure import release
-from fedpeer.dp import cost_rho, release_with_noise
-from fedpeer.errors import FedpeerError, PolicyError, ReleaseRefused
-from fedpeer.measures import Breakdown, IndicatorResult, Mean, Proportion, Rate
-from fedpeer.policy import DisclosurePolicy, Noise
+from fedpeer.dp import MeanSum, cost_rho, release_with_noise
+from fedpeer.errors import FedpeerError
+from fedpeer.measures import IndicatorResult
+from fedpeer.policy import DisclosurePolicy, strictest
 from fedpeer.release import ResultRow, to_rows
+
+log = logging.getLogger("fedpeer.agent")
 
 
 class AwaitingApproval(FedpeerError):
     """A round's release waits for the practice's approval; nothing is sent meanwhile."""
+
+
+def _codes(definitions: Sequence[IndicatorDefinition]) -> set[str]:
+    # Every code the definitions name, so the quality summary counts events in no codelist.
+    return {code for d in definitions for cl in to_data(d)[1].values() for code, _t in cl.entries}
 
 
 def compute_results(
@@ -50,14 +61,24 @@ def compute_results(
 ) -> tuple[list[IndicatorResult], DataQualitySummary]:
     """Raw results of the definitions (the standard set and profile by default)."""
     chosen = load_round_set() if definitions is None else list(definitions)
-    # Every code the definitions name, so the quality summary counts events in no codelist.
-    known = {code for d in chosen for cl in to_data(d)[1].values() for code, _term in cl.entries}
     with (
-        open_extract(location, as_of, known_codes=known) as extract,
+        open_extract(location, as_of, known_codes=_codes(chosen)) as extract,
         extract.connect() as connection,
     ):
         results = evaluate(chosen, connection, as_of, engine=engine, by_age_sex=by_age_sex)
         return results, extract.quality
+
+
+def evaluate_with_membership(
+    location: str, as_of: date, definitions: Sequence[IndicatorDefinition], *, engine: str = "sql"
+) -> tuple[list[IndicatorResult], list[Membership]]:
+    """Raw results and the sets they count, from one reading of the extract."""
+    with (
+        open_extract(location, as_of, known_codes=_codes(definitions)) as extract,
+        extract.connect() as connection,
+    ):
+        results = evaluate(definitions, connection, as_of, engine=engine)
+        return results, membership(definitions, connection, as_of)
 
 
 def compute_rows(
@@ -79,151 +100,177 @@ def compute_rows(
 # -- answering a collection round ------------------------------------------------------
 
 
-def _population_size(result: IndicatorResult) -> int | None:
-    """The raw size of a result's population, kept locally for the differencing check."""
-    m = result.measure
-    if isinstance(m, Proportion | Rate):
-        return m.denominator
-    if isinstance(m, Mean):
-        return m.count
-    if isinstance(m, Breakdown):
-        return m.total if m.total is not None else sum(c or 0 for _, c in m.cells)
-    return m.value
+def _month(today: date) -> str:
+    return today.strftime("%Y-%m")
 
 
 class RoundPipeline:
-    """The agent's answer to rounds: verify, evaluate, control disclosure, record, audit.
+    """The agent's answer to rounds, in one straight line.
 
-    Everything that decides what leaves goes through here, in this order:
-    the definitions are data checked against their hashes (nothing is executed); the
-    reference date must be a month end for a standard round; the round's policy may not
-    be looser than the practice's ``agent.toml``; a key already in the ledger returns its
-    recorded release, never a recomputation; a study population within a few patients of
-    one already released (or of another in the same round) is refused; a policy with
-    noise spends the practice's privacy budget, refused when it would run out, and then
-    adds noise before rounding; with manual approval nothing is releasable until
-    ``fedpeer-agent approve``. The audit log is appended only once a verified receipt
-    says the release left (again for a repeated round: it left again).
+    1. **Admissible?** Decided before any data is read, from the round, the catalogue,
+       the policy and the record alone, so a refusal here may say why: the reference
+       date (a month end, no later than the last complete month by this machine's clock);
+       the round's policy (it must be the network's policy pinned at enrolment); a
+       question already declined; the monthly question budget for questions outside the
+       standard catalogue (asked, whatever the answer); and the privacy budget for noise.
+    2. **Evaluate** only the questions the ledger has not answered for this date, and the
+       sets they count.
+    3. **Membership.** A question outside the catalogue whose set is within a few units
+       of a released set is declined: the coordinator hears only ``DECLINED``.
+    4. **Release** under the network's policy tightened by agent.toml (noise first when
+       the policy has any; gates read true values), and **record** the round in one write.
+    5. The answer is the release document of recorded answers, relabelled to the round's
+       ids; with manual approval it waits for ``fedpeer-agent approve``.
     """
 
-    def __init__(self, extract: str, home: Path, *, engine: str = "sql") -> None:
+    def __init__(
+        self,
+        extract: str,
+        home: Path,
+        *,
+        engine: str = "sql",
+        today: Callable[[], date] = date.today,
+    ) -> None:
         self.extract = extract
         self.home = Path(home)
         self.engine = engine
+        self._today = today
 
-    def prepare(self, round_: Round) -> Release | Refusal:
-        """What to send for a round, or why the practice declines it."""
+    def prepare(self, round_: Round) -> ReleaseDocument | Refusal:
+        """The release document for a round, or the refusal the coordinator will hear."""
+        identity = AgentHome(self.home).load()
+        settings = load_settings(self.home)
+        today = self._today()
         definitions = [deserialize(doc.body) for doc in round_.definitions]
-        try:
-            check_reference_date(round_.as_of, standard=round_.standard)
-            policy = effective_policy(round_.policy, load_practice_policy(self.home))
-        except PolicyError as exc:
-            return Refusal(str(exc))
+        questions = [
+            Question(meaning_hash(d), doc.content_hash, doc.id)
+            for d, doc in zip(definitions, round_.definitions, strict=True)
+        ]
+        # 1. Admissible, from what is known before reading any data.
+        problem = reference_date_problem(round_.as_of, today)
+        if problem is not None:
+            return Refusal(problem)
+        if round_.policy != identity.network_policy:
+            return Refusal(
+                "the round does not carry the network's disclosure policy this practice "
+                "enrolled under; no round may set its own"
+            )
+        policy = strictest(identity.network_policy, settings.policy)
         ledger = Ledger.at_home(self.home)
         try:
-            keys = [ReleaseKey(content_hash(d), round_.as_of, policy.digest()) for d in definitions]
-            if any(ledger.get(key) is None for key in keys):
-                try:
-                    self._evaluate_and_record(ledger, round_, definitions, keys, policy)
-                except ReleaseRefused as exc:
-                    return Refusal(str(exc))
-            else:
-                for key in keys:  # a repeated round: link it to the recorded answers
-                    ledger.record(key, (), round_.round_id)
-            rejected = [
-                r for r in ledger.round_releases(round_.round_id) if r.state == State.REJECTED
-            ]
+            known = ledger.known((q.meaning for q in questions), round_.as_of)
+            if any(r.state is State.DECLINED for r in known.values()):
+                return self._declined(ledger, round_.round_id)
+            rejected = [r for r in known.values() if r.state is State.REJECTED]
             if rejected:
-                # The practice said no in `fedpeer-agent reject`: the coordinator hears why.
+                # The practice said no in `fedpeer-agent reject`: its own words, its choice.
                 return Refusal(f"the practice rejected this release: {rejected[0].why}")
-            rows = ledger.releasable(round_.round_id)
-            if rows is None:
+            new = [
+                (q, d)
+                for q, d in zip(questions, definitions, strict=True)
+                if q.meaning not in known
+            ]
+            new = list({q.meaning: (q, d) for q, d in new}.values())  # one question asked twice
+            catalogue = _catalogue()
+            studies = {q.meaning for q, _ in new if q.definition_hash not in catalogue}
+            if ledger.questions_asked(_month(today)) + len(studies) > settings.questions_per_month:
+                return Refusal(
+                    f"this practice's budget of {settings.questions_per_month} questions outside "
+                    f"the standard catalogue for {_month(today)} would be exceeded"
+                )
+            rho = [cost_rho([d.kind], policy) for _, d in new]
+            if sum(rho):
+                if settings.budget_rho is None:
+                    return Refusal("this practice has set no privacy budget for noisy releases")
+                if ledger.budget_spent() + sum(rho) > settings.budget_rho:
+                    return Refusal("this practice's privacy budget would be exceeded")
+            if new:
+                # 2.-4. Evaluate, check membership, release, record: once each.
+                declined = self._answer(ledger, round_, questions, new, studies, rho, policy, today)
+                if declined is not None:
+                    return declined
+            else:
+                ledger.record_round(
+                    round_.round_id,
+                    round_.as_of,
+                    questions,
+                    [],
+                    month=_month(today),
+                    manual_approval=policy.manual_approval,
+                )
+            if State.AWAITING_APPROVAL in ledger.round_states(round_.round_id):
                 raise AwaitingApproval(
                     f"round {round_.round_id} awaits the practice's approval: "
                     f"see `fedpeer-agent preview {round_.round_id}`, then approve or reject it"
                 )
-            return Release(tuple(rows), policy)
+            return ledger.round_document(round_.round_id, identity.practice_id)
         finally:
             ledger.close()
 
-    def _evaluate_and_record(
+    def _answer(
         self,
         ledger: Ledger,
         round_: Round,
-        definitions: list[IndicatorDefinition],
-        keys: list[ReleaseKey],
+        questions: list[Question],
+        new: list[tuple[Question, IndicatorDefinition]],
+        studies: set[str],
+        rho: list[float],
         policy: DisclosurePolicy,
-    ) -> None:
-        raw, _quality = compute_results(self.extract, round_.as_of, definitions, engine=self.engine)
-        # Keys already in the ledger keep their recorded answer (``Ledger.record`` never
-        # replaces one), so only the new ones are checked and paid for.
-        new = [i for i, key in enumerate(keys) if ledger.get(key) is None]
-        sizes = [_population_size(result) for result in raw]
-        self._check_differencing(ledger, round_, keys, sizes, new, policy)
-        self._spend_budget(ledger, round_, keys, raw, new, policy)
-        # Disclosure control sees the whole release at once: the profile's breakdowns and
-        # its list size constrain each other (secondary suppression). Noise, when the
-        # policy has any, comes first and rounding after (fedpeer.dp).
-        released = release_with_noise(raw, policy)
-        for key, size, result in zip(keys, sizes, released, strict=True):
-            ledger.record(
-                key, to_rows([result]), round_.round_id, manual_approval=policy.manual_approval
+        today: date,
+    ) -> Refusal | None:
+        raw, members = evaluate_with_membership(
+            self.extract, round_.as_of, [d for _, d in new], engine=self.engine
+        )
+        sets = [{part: ledger.member_digests(ids) for part, ids in m.sets.items()} for m in members]
+        candidates = [
+            CandidateSets(q.meaning, q.indicator, s, q.meaning in studies)
+            for (q, _), s in zip(new, sets, strict=True)
+        ]
+        decline = decline_reason(ledger, candidates, policy.threshold)
+        month = _month(today)
+        if decline is not None:
+            asked = [
+                NewRelease(q, (), policy, {}, counts_against_budget=q.meaning in studies)
+                for q, _ in new
+            ]
+            ledger.record_round(
+                round_.round_id,
+                round_.as_of,
+                questions,
+                asked,
+                month=month,
+                manual_approval=False,
+                declined=(next(q for q, _ in new if q.meaning == decline.meaning), decline.why),
             )
-            if size is not None:
-                ledger.record_population(key.definition_hash, round_.as_of, size)
+            # The reason is for the practice: its log, never the coordinator. It names a
+            # question and a number of units, never a patient.
+            log.warning("event=declined round=%s reason=%s", round_.round_id, decline.why)
+            return Refusal(DECLINED)
+        # Disclosure control sees the whole release at once (secondary suppression across
+        # the profile's breakdowns and list size); noise, when the policy has any, first.
+        sums = [
+            MeanSum(m.clipped_sum, d.value_bound)
+            if m.clipped_sum is not None and d.value_bound
+            else None
+            for m, (_, d) in zip(members, new, strict=True)
+        ]
+        released = release_with_noise(raw, policy, sums=sums)
+        ledger.record_round(
+            round_.round_id,
+            round_.as_of,
+            questions,
+            [
+                NewRelease(q, tuple(to_rows([r])), policy, s, cost, q.meaning in studies)
+                for (q, _), r, s, cost in zip(new, released, sets, rho, strict=True)
+            ],
+            month=month,
+            manual_approval=policy.manual_approval,
+        )
+        return None
 
-    @staticmethod
-    def _check_differencing(
-        ledger: Ledger,
-        round_: Round,
-        keys: list[ReleaseKey],
-        sizes: list[int | None],
-        new: list[int],
-        policy: DisclosurePolicy,
-    ) -> None:
-        """Refuse a study population a few patients from a released one or a round-mate."""
-        # The round's "standard" flag is the coordinator's word: only definitions that are
-        # the agent's own standard set are exempt, whatever the flag says.
-        exempt = _standard_hashes() if round_.standard else frozenset()
-        for i in new:
-            key, size = keys[i], sizes[i]
-            if size is None or key.definition_hash in exempt:
-                continue
-            check_population(ledger, key.definition_hash, round_.as_of, size, policy)
-            # Populations of the same round would be released together, so neither is in
-            # the ledger yet: compare them with each other too.
-            for j in new:
-                other = sizes[j]
-                if other is None or keys[j].definition_hash == key.definition_hash:
-                    continue
-                if 1 <= population_difference(size, None, other, None) <= policy.threshold:
-                    raise ReleaseRefused(REFUSAL)
-
-    def _spend_budget(
-        self,
-        ledger: Ledger,
-        round_: Round,
-        keys: list[ReleaseKey],
-        raw: list[IndicatorResult],
-        new: list[int],
-        policy: DisclosurePolicy,
-    ) -> None:
-        """Spend the privacy budget on the round's new noisy releases, all or none of them."""
-        if policy.noise == Noise.NONE or not new:
-            return
-        limit = load_privacy_budget(self.home)
-        if limit is None:
-            raise ReleaseRefused(
-                "this practice has set no privacy budget, so it makes no noisy releases"
-            )
-        costs = [(keys[i], cost_rho([raw[i]], policy)) for i in new]
-        if ledger.budget_spent() + sum(rho for _, rho in costs) > limit:
-            raise ReleaseRefused(
-                "this practice's privacy budget would be exceeded by this release; "
-                "no further noisy releases can be made"
-            )
-        for key, rho in costs:
-            ledger.spend_budget(round_.round_id, key.definition_hash, round_.as_of, rho, limit)
+    def _declined(self, ledger: Ledger, round_id: str) -> Refusal:
+        log.warning("event=declined round=%s reason=asked again", round_id)
+        return Refusal(DECLINED)
 
     def acknowledged(self, round_id: str, receipt: Receipt, coordinator: str) -> None:
         """A verified receipt came back: mark the release sent and append it to the audit log."""
@@ -241,13 +288,11 @@ class RoundPipeline:
             # A repeated round resends releases already sent (state SENT under the first
             # round's receipt); they left the practice again, so they are audited again.
             ledger.mark_sent(round_id, receipt.submission_id)
-            rows = [row for r in releases for row in r.rows]
             audit.append(
                 round_id=round_id,
-                definitions=[r.key.definition_hash for r in releases],
-                as_of=releases[0].key.as_of.isoformat(),
-                policy_digest=releases[0].key.policy_digest,
-                release_sha256=release_digest(rows),
+                definitions=[q.definition_hash for q, _ in releases],
+                as_of=releases[0][1].as_of.isoformat(),
+                release_sha256=receipt.content_sha256,
                 to=coordinator,
                 receipt=receipt.submission_id,
             )
@@ -256,6 +301,6 @@ class RoundPipeline:
 
 
 @cache
-def _standard_hashes() -> frozenset[str]:
-    """Content hashes of the standard set this agent ships with."""
+def _catalogue() -> frozenset[str]:
+    """Content hashes of the standard catalogue this agent ships with."""
     return frozenset(content_hash(d) for d in load_round_set())

@@ -1,8 +1,8 @@
-"""The practice's own disclosure policy (``<home>/agent.toml``), which may only be stricter.
+"""The practice's own settings (``<home>/agent.toml``): disclosure only ever stricter, budgets.
 
-The ``[disclosure]`` table of agent.toml::
+::
 
-    [disclosure]
+    [disclosure]            # the practice's own policy: stricter than the network's only
     threshold = 10          # counts 1..10 suppressed (default 7; may only go up)
     rounding = "nearest"    # or "midpoint6" (NHS England's midpoint-6 rounding)
     rounding_base = 10      # a multiple of 5 (default 5)
@@ -12,149 +12,72 @@ The ``[disclosure]`` table of agent.toml::
     noise = "discrete_gaussian"  # optional differential privacy (fedpeer.dp): none,
     noise_scale = 3.0            #   discrete_gaussian or discrete_laplace, and its scale
 
+    [questions]
+    per_month = 20          # questions outside the standard catalogue answered a month
+
     [privacy]
     budget_rho = 1.0        # total zero-concentrated privacy loss this practice will spend
 
 Every key is optional; a missing file or table means the defaults. A value looser than the
-default is an error naming the key, not silently raised. Other tables belong to other
-parts of the agent and are ignored here.
-
-A round's policy is then combined with the practice's by ``effective_policy``: the round
-may ask for stricter disclosure control, never for looser than the practice allows.
+default is an error naming the key, not silently raised. The policy a release is made
+under is the network's (pinned at enrolment) tightened by this one
+(``fedpeer.policy.strictest``): a stricter agent.toml is applied, never a reason to refuse.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import fields, replace
-from datetime import date
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fedpeer.dates import is_month_end
 from fedpeer.errors import PolicyError
-from fedpeer.policy import DisclosurePolicy, Noise, Rounding
+from fedpeer.policy import DisclosurePolicy, policy_from_table
 
 AGENT_TOML = "agent.toml"
-TABLE = "disclosure"
-DEFAULTS = DisclosurePolicy()
-_KEYS = {f.name for f in fields(DisclosurePolicy)}
-_ENUMS: dict[str, type[Rounding] | type[Noise]] = {"rounding": Rounding, "noise": Noise}
-PRIVACY_TABLE = "privacy"
+# Each question outside the catalogue can, through a decline, tell the coordinator one
+# yes/no; twenty a month is room for a study or two, and a hard cap on what piles up.
+DEFAULT_QUESTIONS_PER_MONTH = 20
 
 
-def _looser_keys(asked: DisclosurePolicy, floor: DisclosurePolicy) -> list[str]:
-    """The keys in which ``asked`` discloses more than ``floor``; manual approval aside."""
-    looser = []
-    if asked.threshold < floor.threshold:
-        looser.append("threshold")
-    if asked.granularity < floor.granularity or (
-        asked.rounding == floor.rounding == Rounding.NEAREST
-        and asked.rounding_base % floor.rounding_base != 0
-    ):
-        looser.append("rounding_base" if asked.rounding == floor.rounding else "rounding")
-    if asked.min_mean_count < floor.min_mean_count:
-        looser.append("min_mean_count")
-    if asked.group_minimum < floor.group_minimum:
-        looser.append("group_minimum")
-    if floor.noise != Noise.NONE and (
-        asked.noise != floor.noise or asked.noise_scale < floor.noise_scale
-    ):
-        looser.append("noise" if asked.noise != floor.noise else "noise_scale")
-    return looser
+@dataclass(frozen=True)
+class PracticeSettings:
+    """What the practice decides in agent.toml."""
+
+    policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
+    questions_per_month: int = DEFAULT_QUESTIONS_PER_MONTH
+    budget_rho: float | None = None  # no noisy releases without one
 
 
-def parse_practice_policy(data: dict[str, object], source: str = AGENT_TOML) -> DisclosurePolicy:
-    """The practice policy from the parsed agent.toml; a looser or unknown key is an error."""
-    table = data.get(TABLE, {})
+def _table(data: dict[str, object], name: str, source: str) -> dict[str, object]:
+    table = data.get(name, {})
     if not isinstance(table, dict):
-        raise PolicyError(f"{source}: [{TABLE}] must be a table")
-    unknown = sorted(set(table) - _KEYS)
+        raise PolicyError(f"{source}: [{name}] must be a table")
+    return table
+
+
+def parse_settings(data: dict[str, object], source: str = AGENT_TOML) -> PracticeSettings:
+    """The practice's settings from parsed agent.toml; a looser or unknown key is an error."""
+    policy = policy_from_table(_table(data, "disclosure", source), source)
+    questions = _table(data, "questions", source)
+    unknown = sorted(set(questions) - {"per_month"})
     if unknown:
-        raise PolicyError(f"{source}: unknown key {TABLE}.{unknown[0]}")
-    expected = {name: type(getattr(DEFAULTS, name)) for name in _KEYS}
-    values: dict[str, object] = {}
-    for key, value in table.items():
-        if key in _ENUMS:
-            enum = _ENUMS[key]
-            if value not in {e.value for e in enum}:
-                choices = " or ".join(e.value for e in enum)
-                raise PolicyError(f"{source}: {TABLE}.{key} must be {choices}")
-            values[key] = enum(value)
-        elif key == "noise_scale" and type(value) in (int, float):
-            values[key] = float(value)  # type: ignore[arg-type]
-        elif type(value) is not expected[key] or (expected[key] is int and isinstance(value, bool)):
-            raise PolicyError(f"{source}: {TABLE}.{key} must be {expected[key].__name__}")
-        else:
-            values[key] = value
-    try:
-        policy = DisclosurePolicy(**values)  # type: ignore[arg-type]
-    except PolicyError as exc:
-        raise PolicyError(f"{source}: {exc}") from None
-    looser = _looser_keys(policy, DEFAULTS)
-    if looser:
-        raise PolicyError(
-            f"{source}: {TABLE}.{looser[0]} is looser than the default; "
-            "a practice may only make disclosure control stricter"
-        )
-    return policy
+        raise PolicyError(f"{source}: unknown key questions.{unknown[0]}")
+    per_month = questions.get("per_month", DEFAULT_QUESTIONS_PER_MONTH)
+    if type(per_month) is not int or per_month < 0:
+        raise PolicyError(f"{source}: questions.per_month must be a whole number, 0 or more")
+    budget = _table(data, "privacy", source).get("budget_rho")
+    if budget is not None and (type(budget) not in (int, float) or budget <= 0):
+        raise PolicyError(f"{source}: privacy.budget_rho must be a positive number")
+    return PracticeSettings(policy, per_month, None if budget is None else float(budget))
 
 
-def load_practice_policy(home: Path) -> DisclosurePolicy:
-    """The practice policy from ``<home>/agent.toml``; the defaults when there is none."""
+def load_settings(home: Path) -> PracticeSettings:
+    """The practice's settings from ``<home>/agent.toml``; the defaults when there is none."""
     path = home / AGENT_TOML
     if not path.exists():
-        return DEFAULTS
+        return PracticeSettings()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML ({exc})") from None
-    return parse_practice_policy(data, str(path))
-
-
-def load_privacy_budget(home: Path) -> float | None:
-    """The practice's total privacy budget (zCDP rho) from ``[privacy] budget_rho``, if set."""
-    path = home / AGENT_TOML
-    if not path.exists():
-        return None
-    table = tomllib.loads(path.read_text(encoding="utf-8")).get(PRIVACY_TABLE, {})
-    budget = table.get("budget_rho") if isinstance(table, dict) else None
-    if budget is None:
-        return None
-    if type(budget) not in (int, float) or budget <= 0:
-        raise PolicyError(f"{path}: {PRIVACY_TABLE}.budget_rho must be a positive number")
-    return float(budget)
-
-
-def effective_policy(
-    round_policy: DisclosurePolicy, practice_policy: DisclosurePolicy
-) -> DisclosurePolicy:
-    """The policy to release under: the round's, refused where looser than the practice's.
-
-    A round may be stricter than the practice in any respect and its numbers then apply
-    (the coordinator checks the submission against them). Where it asks for less than the
-    practice requires, the agent refuses: the message, naming the keys and no data, is
-    what the agent reports to the coordinator. Manual approval is the practice's own
-    process, so the stricter of the two applies without a refusal.
-    """
-    looser = _looser_keys(round_policy, practice_policy)
-    if looser:
-        raise PolicyError(
-            "this practice's disclosure policy is stricter than the round asks in "
-            + ", ".join(looser)
-            + "; the practice will not release under a looser policy"
-        )
-    return replace(
-        round_policy,
-        manual_approval=round_policy.manual_approval or practice_policy.manual_approval,
-    )
-
-
-def check_reference_date(as_of: date, *, standard: bool, today: date | None = None) -> None:
-    """Refuse a standard round whose reference date is not a month end, or any future date."""
-    if standard and not is_month_end(as_of):
-        raise PolicyError(
-            "the reference date of a standard round must be a month end; "
-            f"{as_of.isoformat()} is not"
-        )
-    if today is not None and as_of > today:
-        raise PolicyError(f"the reference date {as_of.isoformat()} is in the future")
+    return parse_settings(data, str(path))

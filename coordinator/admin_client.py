@@ -21,7 +21,6 @@ from fedpeer import wire
 from fedpeer.channel import secure_channel
 from fedpeer.collection import DefinitionDocument, Round
 from fedpeer.errors import CoordinatorUnreachable
-from fedpeer.policy import DisclosurePolicy
 from fedpeer.v1 import admin_pb2, admin_pb2_grpc
 
 TIMEOUT = 30.0
@@ -101,17 +100,12 @@ class AdminClient:
         self,
         as_of: dt.date,
         definitions: Iterable[DefinitionDocument] = (),
-        policy: DisclosurePolicy | None = None,
-        standard: bool = True,
     ) -> Round:
-        """Open a round."""
+        """Open a round under the network's policy."""
         request = admin_pb2.StartRoundRequest(
             as_of=as_of.isoformat(),
-            standard=standard,
             definitions=[wire.definition_to_proto(d) for d in definitions],
         )
-        if policy is not None:
-            request.policy.CopyFrom(wire.policy_to_proto(policy))
         response = await self._call("StartRound", request)
         return wire.round_from_proto(response)  # type: ignore[arg-type]
 

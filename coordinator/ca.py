@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from cryptography import x509
 
 from coordinator.store import Store
-from fedpeer.errors import EnrolmentError, IdentityError
+from fedpeer.errors import EnrolmentError, IdentityError, PolicyError
 from fedpeer.identity import (
     CertificateAuthority,
     cert_from_pem,
@@ -28,6 +29,7 @@ from fedpeer.identity import (
     new_token,
     parse_token,
 )
+from fedpeer.policy import DisclosurePolicy, policy_from_table
 
 DEFAULT_TOKEN_VALIDITY = dt.timedelta(days=7)
 PRACTICE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -78,6 +80,21 @@ class CoordinatorHome:
     def address_file(self) -> Path:
         """Where ``serve`` records the address it listens on, for the admin CLI."""
         return self.root / "address"
+
+    @property
+    def network_file(self) -> Path:
+        """The network's settings: its ``[disclosure]`` policy, pinned by agents at enrolment."""
+        return self.root / "network.toml"
+
+    def network_policy(self) -> DisclosurePolicy:
+        """The network's disclosure policy: the defaults unless ``network.toml`` is stricter."""
+        if not self.network_file.exists():
+            return DisclosurePolicy()
+        try:
+            data = tomllib.loads(self.network_file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyError(f"{self.network_file}: not valid TOML ({exc})") from None
+        return policy_from_table(data.get("disclosure", {}), str(self.network_file))
 
     def load_ca(self) -> CertificateAuthority:
         """The CA; IdentityError when the home was not initialised."""

@@ -23,7 +23,7 @@ from coordinator.server import CoordinatorConfig, RunningCoordinator, serve
 from coordinator.store import Store
 from fedpeer.cli_support import parse_date, run_app
 from fedpeer.collection import DefinitionDocument
-from fedpeer.errors import DefinitionError
+from fedpeer.definitions import load_round_set, serialize
 from fedpeer.v1 import admin_pb2
 
 app = typer.Typer(
@@ -141,19 +141,15 @@ def practice_revoke(
 
 def standard_definitions() -> list[DefinitionDocument]:
     """The standard round's definitions (twelve indicators and the profile) as documents."""
-    try:
-        from fedpeer.definitions.serialise import serialize
-        from fedpeer.definitions.sets import load_round_set
-    except ImportError as exc:  # pragma: no cover - the definitions package lands separately
-        raise DefinitionError("the standard indicator definitions are not installed") from exc
     return [DefinitionDocument.of(d.id, serialize(d)) for d in load_round_set()]
 
 
 @round_app.command("start")
 def round_start(
-    as_of: str = typer.Option(..., "--as-of", help="Reference date, a month end: YYYY-MM-DD."),
-    adhoc: bool = typer.Option(
-        False, "--adhoc", help="Allow a reference date that is not a month end."
+    as_of: str = typer.Option(
+        ...,
+        "--as-of",
+        help="Reference date: a month end no later than the last complete month, YYYY-MM-DD.",
     ),
     home: Path = HOME,
     coordinator: str | None = COORDINATOR,
@@ -161,9 +157,7 @@ def round_start(
     """Open a round of the standard indicators and announce it to connected agents."""
     day = parse_date(as_of, "--as-of")
     definitions = standard_definitions()
-    round_ = _admin_call(
-        home, coordinator, lambda c: c.start_round(day, definitions, standard=not adhoc)
-    )
+    round_ = _admin_call(home, coordinator, lambda c: c.start_round(day, definitions))
     console.print(
         f"Started round {round_.round_id} (as of {round_.as_of}, "
         f"{len(round_.definitions)} definitions)"

@@ -1,32 +1,38 @@
 """The round lifecycle, as plain functions over the store: start, submit, refuse, close.
 
-The coordinator signs each round's manifest and each receipt with its CA key. A
-submission must answer the round's exact definitions, and is checked against the round's
-disclosure policy before it is stored (the agent applies it too; this is the second
-line, per DESIGN.md principle 1).
+The coordinator signs each round's manifest and each receipt with its CA key. Every
+round carries the network's disclosure policy; no round sets its own. A release is
+verified and checked (``coordinator.release_check``) before it is stored, and its
+receipt names the SHA-256 of exactly the bytes the practice signed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
+from cryptography import x509
+
+from coordinator.release_check import check_document, verified_document
 from coordinator.store import RoundStatus, Store
 from fedpeer.collection import (
     DefinitionDocument,
     Receipt,
+    ReleaseDocument,
     Round,
     RoundClosed,
-    Submission,
+    SignedRelease,
 )
-from fedpeer.errors import DisclosureViolation, RoundError
+from fedpeer.dates import reference_date_problem
+from fedpeer.errors import RoundError
 from fedpeer.identity import CertificateAuthority
 from fedpeer.policy import DisclosurePolicy
-from fedpeer.release import ResultRow
 from fedpeer.signing import sign
 
-RowCheck = Callable[[Sequence[ResultRow], DisclosurePolicy], None]
+# The check of a verified release against its round (``release_check.check_document``);
+# a test may pass None to store what an agent sent without it.
+DocumentCheck = Callable[[ReleaseDocument, Round], None]
 
 
 def isoformat_z(moment: dt.datetime) -> str:
@@ -44,16 +50,17 @@ def start_round(
     as_of: dt.date,
     definitions: Iterable[DefinitionDocument] = (),
     policy: DisclosurePolicy | None = None,
-    standard: bool = True,
 ) -> Round:
-    """Open and sign a round; a standard round's reference date must be a month end."""
+    """Open and sign a round under the network's ``policy`` (the defaults when None)."""
     now = _now()
+    problem = reference_date_problem(as_of, now.date())
+    if problem is not None:
+        raise RoundError(problem)
     unsigned = Round(
         round_id=f"{as_of.isoformat()}-{uuid.uuid4().hex[:8]}",
         as_of=as_of,
         policy=policy or DisclosurePolicy(),
         definitions=tuple(definitions),
-        standard=standard,
         created_at=isoformat_z(now),
     )
     ids = [d.id for d in unsigned.definitions]
@@ -64,49 +71,30 @@ def start_round(
     return signed
 
 
-def default_row_check() -> RowCheck | None:
-    """The disclosure module's check of released rows, raising DisclosureViolation."""
-    try:
-        from fedpeer.disclosure import check_release
-    except ImportError:  # pragma: no cover - the disclosure module lands separately
-        return None
-
-    def check(rows: Sequence[ResultRow], policy: DisclosurePolicy) -> None:
-        violations = check_release(rows, policy)
-        if violations:
-            shown = "; ".join(str(v) for v in violations[:5])
-            more = f" (and {len(violations) - 5} more)" if len(violations) > 5 else ""
-            raise DisclosureViolation(f"the submission breaks the round's policy: {shown}{more}")
-
-    return check
-
-
 def submit(
     store: Store,
     ca: CertificateAuthority,
     practice_id: str,
-    submission: Submission,
-    check: RowCheck | None = None,
+    sender: x509.Certificate,
+    round_id: str,
+    signed: SignedRelease,
+    check: DocumentCheck | None = check_document,
 ) -> Receipt:
-    """Check and store a submission; the signed receipt of record, after the commit."""
-    round_ = store.round(submission.round_id)
-    if tuple(submission.definition_hashes) != round_.definition_hashes:
-        raise RoundError(
-            f"round {round_.round_id}: the submission answers other definitions than the round's"
-        )
+    """Verify, check and store a signed release; the signed receipt of record, after the commit."""
+    round_ = store.round(round_id)
+    document = verified_document(signed, sender, practice_id, round_)
     if check is not None:
-        # Raises DisclosureViolation; nothing is stored for a submission that fails it.
-        check(submission.rows, round_.policy)
+        check(document, round_)  # raises; nothing is stored for a release that fails it
     now = _now()
     unsigned = Receipt(
         submission_id=uuid.uuid4().hex,
-        round_id=submission.round_id,
+        round_id=round_.round_id,
         practice_id=practice_id,
         received_at=isoformat_z(now),
-        content_sha256=submission.digest(),
+        content_sha256=signed.digest,
     )
     receipt = Receipt(**{**unsigned.__dict__, "signature": sign(ca.key, unsigned.document())})
-    return store.record_submission(receipt, submission, now)
+    return store.record_submission(receipt, signed, document, now)
 
 
 def refuse(store: Store, practice_id: str, round_id: str, reason: str) -> dt.datetime:

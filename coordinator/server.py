@@ -26,7 +26,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from coordinator.ca import CoordinatorHome
-from coordinator.rounds import RowCheck, default_row_check
+from coordinator.release_check import check_document
+from coordinator.rounds import DocumentCheck
 from coordinator.services.admin import AdminServicer
 from coordinator.services.agent import AgentServicer, RoundAnnouncer
 from coordinator.services.auth import AuthInterceptor
@@ -35,6 +36,7 @@ from coordinator.store import Store
 from fedpeer.channel import server_credentials, server_options
 from fedpeer.errors import StoreError
 from fedpeer.identity import CertificateAuthority
+from fedpeer.policy import DisclosurePolicy
 from fedpeer.v1 import admin_pb2_grpc, agent_pb2_grpc, enrolment_pb2_grpc
 
 log = logging.getLogger("fedpeer.coordinator")
@@ -52,7 +54,8 @@ class CoordinatorConfig:
     db_url: str | None = None  # SQLite in the home when None
     announce_poll_seconds: float = 5.0
     grace_seconds: float = 5.0
-    check_rows: bool = True  # recheck released rows against the round's policy
+    check_releases: bool = True  # check every release against its round (release_check)
+    network_policy: DisclosurePolicy | None = None  # from the home's network.toml when None
 
 
 @dataclass
@@ -104,7 +107,7 @@ def _bind(server: grpc.aio.Server, host: str, port: int, creds: grpc.ServerCrede
 
 
 async def start_coordinator(
-    config: CoordinatorConfig, row_check: RowCheck | None = None
+    config: CoordinatorConfig, document_check: DocumentCheck | None = None
 ) -> RunningCoordinator:
     """Start both servers on ``config``'s ports (0 picks free ones) and return them."""
     home = CoordinatorHome(config.home)
@@ -115,14 +118,15 @@ async def start_coordinator(
     # against the fingerprint in its token before it trusts anything.
     cert_pem = home.server_cert.read_bytes() + ca.cert_pem
     announcer = RoundAnnouncer(store, config.announce_poll_seconds)
-    check = (
-        row_check if row_check is not None else (default_row_check() if config.check_rows else None)
-    )
+    network_policy = config.network_policy or home.network_policy()
+    check = document_check or (check_document if config.check_releases else None)
 
     health_servicer = health.aio.HealthServicer()
     main = grpc.aio.server(options=server_options(), interceptors=[AuthInterceptor(store)])
     agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(store, ca, announcer, check), main)
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(store, ca, announcer), main)
+    admin_pb2_grpc.add_AdminServicer_to_server(
+        AdminServicer(store, ca, announcer, network_policy), main
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, main)
     port = _bind(
         main,
@@ -132,7 +136,9 @@ async def start_coordinator(
     )
 
     enrol = grpc.aio.server(options=server_options())
-    enrolment_pb2_grpc.add_EnrolmentServicer_to_server(EnrolmentServicer(store, ca), enrol)
+    enrolment_pb2_grpc.add_EnrolmentServicer_to_server(
+        EnrolmentServicer(store, ca, network_policy), enrol
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, enrol)
     enrol_port = _bind(enrol, config.host, config.enrol_port, server_credentials(key_pem, cert_pem))
 

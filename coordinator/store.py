@@ -32,14 +32,15 @@ from coordinator.tables import (
 from fedpeer.collection import (
     DefinitionDocument,
     Receipt,
+    ReleaseDocument,
     Round,
     RoundClosed,
-    Submission,
+    SignedRelease,
     SubmissionConflict,
     UnknownRound,
 )
 from fedpeer.errors import EnrolmentError, StoreError
-from fedpeer.policy import DisclosurePolicy, Rounding
+from fedpeer.policy import DisclosurePolicy
 
 FRAME_COLUMNS = (
     "practice_id",
@@ -120,9 +121,21 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite alters a table by copying it; with foreign keys enforced, dropping the
+            # old copy of a referenced table would fail. Checked again once done.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        with conn.begin():
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+            if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                raise StoreError("the store's foreign keys do not hold after the upgrade")
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
 
 
 class Store:
@@ -254,9 +267,8 @@ class Store:
                 rounds.insert().values(
                     round_id=round_.round_id,
                     as_of=round_.as_of,
-                    standard=round_.standard,
                     state="open",
-                    policy_json=json.dumps(asdict(round_.policy), sort_keys=True),
+                    policy_json=json.dumps(round_.policy.to_data(), sort_keys=True),
                     signature=round_.signature,
                     created_at_text=round_.created_at,
                     created_at=now,
@@ -323,9 +335,13 @@ class Store:
     # Submissions and refusals
 
     def record_submission(
-        self, receipt: Receipt, submission: Submission, received_at: dt.datetime
+        self,
+        receipt: Receipt,
+        signed: SignedRelease,
+        document: ReleaseDocument,
+        received_at: dt.datetime,
     ) -> Receipt:
-        """Store a submission and its rows; returns the receipt of record.
+        """Store a signed release, byte for byte, and its rows; returns the receipt of record.
 
         A resend of identical content returns the first receipt; other content from the
         same practice for the same round raises SubmissionConflict.
@@ -350,19 +366,20 @@ class Store:
                         round_id=receipt.round_id,
                         practice_id=receipt.practice_id,
                         content_sha256=receipt.content_sha256,
-                        policy_digest=submission.policy_digest,
-                        definition_hashes=json.dumps(list(submission.definition_hashes)),
                         received_at_text=receipt.received_at,
                         received_at=received_at,
                         receipt_signature=receipt.signature,
+                        document=signed.document,
+                        signature=signed.signature,
                     )
                 )
-                if submission.rows:
+                # The rows are the comparisons' read model of the document, stored with it.
+                if document.rows:
                     conn.execute(
                         released_rows.insert(),
                         [
                             {"submission_id": receipt.submission_id, "position": i, **asdict(r)}
-                            for i, r in enumerate(submission.rows)
+                            for i, r in enumerate(document.rows)
                         ],
                     )
             return receipt
@@ -391,6 +408,16 @@ class Store:
             content_sha256=row.content_sha256,
             signature=row.receipt_signature,
         )
+
+    def signed_release(self, round_id: str, practice_id: str) -> SignedRelease | None:
+        """A practice's release for a round, byte for byte as it signed it, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(submissions.c.document, submissions.c.signature).where(
+                    submissions.c.round_id == round_id, submissions.c.practice_id == practice_id
+                )
+            ).first()
+        return None if row is None else SignedRelease(bytes(row.document), bytes(row.signature))
 
     def record_refusal(
         self, round_id: str, practice_id: str, reason: str, now: dt.datetime
@@ -516,14 +543,11 @@ def _practice(row: sa.Row[Any]) -> PracticeRecord:
 
 
 def _round(row: sa.Row[Any], docs: list[sa.Row[Any]]) -> Round:
-    policy = json.loads(row.policy_json)
-    policy["rounding"] = Rounding(policy["rounding"])
     return Round(
         round_id=row.round_id,
         as_of=row.as_of,
-        policy=DisclosurePolicy(**policy),
+        policy=DisclosurePolicy.from_data(json.loads(row.policy_json)),
         definitions=tuple(DefinitionDocument(d.indicator_id, d.content_hash, d.body) for d in docs),
-        standard=bool(row.standard),
         created_at=row.created_at_text,
         signature=row.signature,
     )

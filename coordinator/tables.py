@@ -36,7 +36,6 @@ rounds = sa.Table(
     metadata,
     sa.Column("round_id", sa.String(64), primary_key=True),
     sa.Column("as_of", sa.Date, nullable=False),
-    sa.Column("standard", sa.Boolean, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("policy_json", sa.Text, nullable=False),
     sa.Column("signature", sa.LargeBinary, nullable=False),
@@ -60,11 +59,12 @@ submissions = sa.Table(
     sa.Column("round_id", sa.ForeignKey("rounds.round_id"), nullable=False),
     sa.Column("practice_id", sa.ForeignKey("practices.practice_id"), nullable=False),
     sa.Column("content_sha256", sa.String(64), nullable=False),
-    sa.Column("policy_digest", sa.String(64), nullable=False),
-    sa.Column("definition_hashes", sa.Text, nullable=False),
     sa.Column("received_at_text", sa.String(40), nullable=False),
     sa.Column("received_at", _TS, nullable=False),
     sa.Column("receipt_signature", sa.LargeBinary, nullable=False),
+    # The practice's release document, byte for byte as signed, and its signature.
+    sa.Column("document", sa.LargeBinary, nullable=False, server_default=""),
+    sa.Column("signature", sa.LargeBinary, nullable=False, server_default=""),
     sa.UniqueConstraint("round_id", "practice_id", name="uq_submission_round_practice"),
 )
 released_rows = sa.Table(

@@ -1,28 +1,31 @@
 """What a collection round exchanges, as domain objects both sides share.
 
 A ``Round`` carries declarative indicator definitions as opaque bytes named by their
-hash, a disclosure policy, and the coordinator's signature over its manifest. The agent
-answers with a ``Submission`` (released rows) or a ``Refusal``; the coordinator answers a
-submission with a signed ``Receipt`` once it is stored. The canonical documents that are
-hashed and signed are defined here, once, for both sides.
+hash, the network's disclosure policy, and the coordinator's signature over its
+manifest. The agent answers with a ``ReleaseDocument``, signed with the practice's own
+key (``SignedRelease``), or a ``Refusal``; the coordinator answers a release with a
+signed ``Receipt`` once it is stored.
+
+The release document is the one form of an answer: its canonical bytes are what the
+practice previews, what its key signs, what is sent, what the coordinator verifies and
+stores, what the receipt names by their SHA-256, and what the audit log records.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, fields
 
-from fedpeer.dates import is_month_end
-from fedpeer.errors import DefinitionError, RoundError
+from fedpeer.canonical import canonical_json, round_float, sha256_hex
+from fedpeer.errors import DefinitionError, PolicyError, RoundError
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow
-from fedpeer.signing import canonical_json
 
-
-def sha256_hex(data: bytes) -> str:
-    """The SHA-256 of bytes, lower-case hex."""
-    return hashlib.sha256(data).hexdigest()
+RELEASE_FORMAT = "fedpeer.release/2"
+# What the coordinator hears of any refusal that depends on the practice's data: the
+# same words whatever the cause, so a yes/no cannot be read from them.
+DECLINED = "declined under the practice's disclosure rules"
 
 
 @dataclass(frozen=True)
@@ -45,32 +48,23 @@ class DefinitionDocument:
 
 @dataclass(frozen=True)
 class Round:
-    """A collection round: what to compute, for which date, under which policy."""
+    """A collection round: what to compute, for which date, under the network's policy."""
 
     round_id: str
     as_of: dt.date
     policy: DisclosurePolicy
     definitions: tuple[DefinitionDocument, ...] = ()
-    standard: bool = True
     created_at: str = ""
     signature: bytes = b""
-
-    def __post_init__(self) -> None:
-        if self.standard and not is_month_end(self.as_of):
-            raise RoundError(
-                f"a standard round's reference date must be a month end, not {self.as_of}"
-            )
 
     def manifest(self) -> dict[str, object]:
         """The canonical document the coordinator signs."""
         return {
-            "kind": "fedpeer.round/1",
+            "kind": "fedpeer.round/2",
             "round_id": self.round_id,
             "as_of": self.as_of.isoformat(),
-            "standard": self.standard,
             "created_at": self.created_at,
-            "policy": asdict(self.policy),
-            "policy_digest": self.policy.digest(),
+            "policy": self.policy.to_data(),
             "definitions": [{"id": d.id, "content_hash": d.content_hash} for d in self.definitions],
         }
 
@@ -82,41 +76,148 @@ class Round:
 
 @dataclass(frozen=True)
 class Refusal:
-    """The practice declines a round; the reason is shown to the coordinator."""
+    """The practice declines a round; ``reason`` is what the coordinator hears."""
 
     reason: str
 
 
-@dataclass(frozen=True)
-class Release:
-    """Released rows with the policy actually applied (at least as strict as the round's)."""
+_ROW_TYPES = {f.name: f.type for f in fields(ResultRow)}
 
-    rows: tuple[ResultRow, ...]
+
+def _row_data(row: ResultRow) -> dict[str, object]:
+    data = asdict(row)
+    data["mean"], data["value"] = round_float(row.mean), round_float(row.value)
+    return data
+
+
+def _row_from_data(data: object) -> ResultRow:
+    if not isinstance(data, dict) or set(data) != set(_ROW_TYPES):
+        raise RoundError("a release row does not have the row's fields")
+    for name, kind in _ROW_TYPES.items():
+        value = data[name]
+        ok = {
+            "str": isinstance(value, str),
+            "bool": isinstance(value, bool),
+            "int | None": value is None or (isinstance(value, int) and not isinstance(value, bool)),
+            "float | None": value is None or isinstance(value, float),
+        }[str(kind)]
+        if not ok:
+            raise RoundError(f"a release row's {name} is not of its type")
+    return ResultRow(**data)
+
+
+def encode_rows(rows: tuple[ResultRow, ...] | list[ResultRow]) -> bytes:
+    """Rows as canonical bytes, in the order given (the agent's ledger keeps answers so)."""
+    return canonical_json([_row_data(r) for r in rows])
+
+
+def decode_rows(data: bytes) -> tuple[ResultRow, ...]:
+    """Rows back from ``encode_rows``."""
+    return tuple(_row_from_data(r) for r in json.loads(data))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One question's released rows, and the policy they were released under."""
+
+    definition_hash: str
+    indicator: str
     policy: DisclosurePolicy
+    rows: tuple[ResultRow, ...]
 
-
-@dataclass(frozen=True)
-class Submission:
-    """Released rows for one round, as sent; its digest is the idempotency key."""
-
-    round_id: str
-    definition_hashes: tuple[str, ...]
-    policy_digest: str
-    rows: tuple[ResultRow, ...] = field(default=())
-
-    def document(self) -> dict[str, object]:
-        """The canonical content that is hashed."""
+    def to_data(self) -> dict[str, object]:
+        """The answer as it stands in a release document."""
+        ordered = sorted(self.rows, key=lambda r: (r.indicator, r.category))
         return {
-            "kind": "fedpeer.submission/1",
-            "round_id": self.round_id,
-            "definition_hashes": list(self.definition_hashes),
-            "policy_digest": self.policy_digest,
-            "rows": [asdict(r) for r in self.rows],
+            "definition": self.definition_hash,
+            "indicator": self.indicator,
+            "policy": self.policy.to_data(),
+            "rows": [_row_data(r) for r in ordered],
         }
 
+
+@dataclass(frozen=True)
+class ReleaseDocument:
+    """Everything one practice releases for one round, in one canonical document."""
+
+    practice_id: str
+    round_id: str
+    as_of: dt.date
+    answers: tuple[Answer, ...]
+
+    def to_bytes(self) -> bytes:
+        """The canonical bytes: previewed, signed, sent, stored, receipted and audited."""
+        answers = sorted(self.answers, key=lambda a: a.definition_hash)
+        return canonical_json(
+            {
+                "format": RELEASE_FORMAT,
+                "practice_id": self.practice_id,
+                "round_id": self.round_id,
+                "as_of": self.as_of.isoformat(),
+                "answers": [a.to_data() for a in answers],
+            }
+        )
+
+    @property
     def digest(self) -> str:
-        """The SHA-256 of the canonical content."""
-        return sha256_hex(canonical_json(self.document()))
+        """The SHA-256 of the canonical bytes: the one name of this release everywhere."""
+        return sha256_hex(self.to_bytes())
+
+    @property
+    def rows(self) -> list[ResultRow]:
+        """Every released row, answer by answer."""
+        return [row for a in self.answers for row in a.rows]
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ReleaseDocument:
+        """Parse and validate canonical bytes; RoundError when they are not a release."""
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise RoundError("the release is not canonical JSON") from None
+        keys = {"format", "practice_id", "round_id", "as_of", "answers"}
+        if not isinstance(raw, dict) or set(raw) != keys or raw["format"] != RELEASE_FORMAT:
+            raise RoundError(f"the release is not a {RELEASE_FORMAT} document")
+        if not all(isinstance(raw[k], str) for k in ("practice_id", "round_id", "as_of")):
+            raise RoundError("the release's practice, round or date is not text")
+        try:
+            as_of = dt.date.fromisoformat(raw["as_of"])
+        except ValueError:
+            raise RoundError("the release's reference date is not an ISO date") from None
+        if not isinstance(raw["answers"], list):
+            raise RoundError("the release's answers are not a list")
+        answers = []
+        for item in raw["answers"]:
+            akeys = {"definition", "indicator", "policy", "rows"}
+            if not isinstance(item, dict) or set(item) != akeys:
+                raise RoundError("a release answer does not have the answer's fields")
+            if not isinstance(item["rows"], list):
+                raise RoundError("a release answer's rows are not a list")
+            if not isinstance(item["definition"], str) or not isinstance(item["indicator"], str):
+                raise RoundError("a release answer's definition or indicator is not text")
+            try:
+                policy = DisclosurePolicy.from_data(item["policy"])
+            except PolicyError:
+                raise RoundError("a release answer's policy is not a disclosure policy") from None
+            rows = tuple(_row_from_data(r) for r in item["rows"])
+            answers.append(Answer(item["definition"], item["indicator"], policy, rows))
+        document = cls(raw["practice_id"], raw["round_id"], as_of, tuple(answers))
+        if document.to_bytes() != data:
+            raise RoundError("the release is not in canonical form")
+        return document
+
+
+@dataclass(frozen=True)
+class SignedRelease:
+    """A release document's bytes and the practice's signature over exactly them."""
+
+    document: bytes
+    signature: bytes
+
+    @property
+    def digest(self) -> str:
+        """The SHA-256 of the document's bytes."""
+        return sha256_hex(self.document)
 
 
 @dataclass(frozen=True)

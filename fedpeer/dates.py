@@ -68,3 +68,25 @@ def latest_birth_date_for_age(as_of: date, age: int) -> date:
 def long_date(day: date) -> str:
     """A date as a practice manager writes it: ``30 September 2026``."""
     return f"{day.day} {calendar.month_name[day.month]} {day.year}"
+
+
+def last_complete_month_end(today: date) -> date:
+    """The last day of the last month that has ended by ``today``."""
+    return today.replace(day=1) - ONE_DAY
+
+
+def reference_date_problem(as_of: date, today: date) -> str | None:
+    """Why ``as_of`` cannot be a round's reference date, or None when it can.
+
+    Every round, whatever it asks, is dated at a month end no later than the last complete
+    month: a day-by-day series of dates would let answers be differenced one day's deaths
+    and registrations at a time, and a future or current month is not yet in the extract.
+    """
+    if not is_month_end(as_of):
+        return f"the reference date must be a month end; {as_of.isoformat()} is not"
+    if as_of > last_complete_month_end(today):
+        return (
+            f"the reference date {as_of.isoformat()} is not before the current month; "
+            f"the latest allowed is {last_complete_month_end(today).isoformat()}"
+        )
+    return None

@@ -169,12 +169,43 @@ class _Equation:
 class _Working:
     """Released measures being built, one per input result, mutable during suppression."""
 
-    def __init__(self, results: Sequence[IndicatorResult], policy: DisclosurePolicy) -> None:
+    def __init__(
+        self,
+        results: Sequence[IndicatorResult],
+        policy: DisclosurePolicy,
+        values: Sequence[IndicatorResult] | None = None,
+    ) -> None:
         self.raw = list(results)
         self.policy = policy
         primary = [_primary(r.measure, policy) for r in results]
         self.fields = [_fields(m) for m in primary]
         self.means = [m.mean if isinstance(m, Mean) else None for m in primary]
+        if values is not None:
+            self._take_values(values)
+
+    def _take_values(self, values: Sequence[IndicatorResult]) -> None:
+        """Release ``values`` (noisy) wherever the gates on the true counts let a value out.
+
+        A value is released only where both the true count passes (threshold, minimum
+        mean count, complement) and the noisy value passes on its own terms (so that
+        every released row still meets the coordinator's check).
+        """
+        if [(v.indicator, v.stratum) for v in values] != [
+            (r.indicator, r.stratum) for r in self.raw
+        ]:
+            raise ValueError("noisy values must match the true results one for one")
+        for i, v in enumerate(values):
+            noisy = _primary(v.measure, self.policy)
+            fields = _fields(noisy)
+            for name, value in fields.items():
+                if self.fields[i][name] is not None:
+                    self.fields[i][name] = value
+            f = self.fields[i]
+            if "den" in f and f["den"] is None:
+                f["num"] = None
+            if isinstance(noisy, Mean):
+                gated = self.means[i] is not None and f["count"] is not None
+                self.means[i] = noisy.mean if gated else None
 
     def suppress(self, i: int, name: str) -> None:
         f = self.fields[i]
@@ -291,9 +322,18 @@ def _next_to_suppress(eq: _Equation) -> tuple[int, str] | None:
     return None
 
 
-def release(results: Sequence[IndicatorResult], policy: DisclosurePolicy) -> list[IndicatorResult]:
-    """Apply disclosure control to raw results: what may leave the practice, in the same order."""
-    w = _Working(results, policy)
+def release(
+    results: Sequence[IndicatorResult],
+    policy: DisclosurePolicy,
+    *,
+    values: Sequence[IndicatorResult] | None = None,
+) -> list[IndicatorResult]:
+    """Apply disclosure control to raw results: what may leave the practice, in the same order.
+
+    With ``values`` (the same results with noise, ``fedpeer.dp``), every gate reads the
+    true ``results`` and the values released are the noisy ones.
+    """
+    w = _Working(results, policy, values)
     while True:
         progressed = False
         for eq in _equations(w):

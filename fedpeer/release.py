@@ -14,9 +14,12 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from fedpeer.measures import Breakdown, Count, IndicatorResult, Mean, Proportion, Rate
+from fedpeer.measures import Breakdown, Count, IndicatorResult, Kind, Mean, Proportion, Rate
+
+if TYPE_CHECKING:  # the definitions package imports measures, not rows: no cycle at run time
+    from fedpeer.definitions.model import IndicatorDefinition
 
 CSV_COLUMNS = (
     "indicator",
@@ -44,6 +47,24 @@ class ResultRow:
     mean: float | None = None
     value: float | None = None
     suppressed: bool = False
+
+
+def _cell_key(name: str, category: str, stratum: str) -> tuple[str, str]:
+    """Where a breakdown's cell stands: the profile names it in the indicator column."""
+    if name.startswith(PROFILE_PREFIX):
+        return f"{name}.{category}", stratum
+    return name, category
+
+
+def row_keys(defn: IndicatorDefinition) -> tuple[tuple[str, str], ...]:
+    """The (indicator, category) of every row a definition's whole-practice result renders to."""
+    if defn.kind is not Kind.BREAKDOWN:
+        return ((defn.id, ""),)
+    assert defn.breakdown is not None
+    cells = tuple(_cell_key(defn.id, cat, "") for cat in defn.breakdown.categories)
+    if defn.id.startswith(PROFILE_PREFIX):
+        return cells
+    return (*cells, (defn.id, TOTAL_CATEGORY))
 
 
 def _ratio(numerator: int | None, denominator: int | None, scale: int = 1) -> float | None:
@@ -98,8 +119,7 @@ def result_rows(result: IndicatorResult) -> Iterator[ResultRow]:
         profile = name.startswith(PROFILE_PREFIX)
         for cat, cnt in m.cells:
             yield ResultRow(
-                f"{name}.{cat}" if profile else name,
-                category if profile else cat,
+                *_cell_key(name, cat, category),
                 count=cnt,
                 value=_ratio(cnt, total),
                 suppressed=cnt is None,

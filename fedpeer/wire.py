@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fedpeer.collection import DefinitionDocument, Receipt, Round, Submission
+from fedpeer.canonical import sha256_hex
+from fedpeer.collection import DefinitionDocument, Receipt, Round, SignedRelease
 from fedpeer.errors import DefinitionError, PolicyError, RoundError
 from fedpeer.policy import DisclosurePolicy, Noise, Rounding
 from fedpeer.release import ResultRow
@@ -108,7 +109,6 @@ def round_to_proto(round_: Round) -> common_pb2.Round:
     return common_pb2.Round(
         round_id=round_.round_id,
         as_of=round_.as_of.isoformat(),
-        standard=round_.standard,
         policy=policy_to_proto(round_.policy),
         definitions=[definition_to_proto(d) for d in round_.definitions],
         created_at=round_.created_at,
@@ -123,34 +123,31 @@ def round_from_proto(message: common_pb2.Round) -> Round:
         as_of=parse_date(message.as_of),
         policy=policy_from_proto(message.policy),
         definitions=tuple(definition_from_proto(d) for d in message.definitions),
-        standard=message.standard,
         created_at=message.created_at,
         signature=message.signature,
     )
 
 
-def submission_to_proto(submission: Submission) -> agent_pb2.SubmitRequest:
-    """A submission as sent, with its digest as the idempotency key."""
+def release_to_proto(round_id: str, release: SignedRelease) -> agent_pb2.SubmitRequest:
+    """A signed release as sent, with its document's SHA-256 as the idempotency key."""
     return agent_pb2.SubmitRequest(
-        round_id=submission.round_id,
-        definition_hashes=list(submission.definition_hashes),
-        policy_digest=submission.policy_digest,
-        rows=[row_to_proto(r) for r in submission.rows],
-        idempotency_key=submission.digest(),
+        round_id=round_id,
+        release=release.document,
+        release_signature=release.signature,
+        idempotency_key=release.digest,
     )
 
 
-def submission_from_proto(message: agent_pb2.SubmitRequest) -> Submission:
-    """A submission as received; RoundError when the idempotency key is not its digest."""
-    submission = Submission(
-        round_id=message.round_id,
-        definition_hashes=tuple(message.definition_hashes),
-        policy_digest=message.policy_digest,
-        rows=tuple(row_from_proto(r) for r in message.rows),
-    )
-    if message.idempotency_key != submission.digest():
-        raise RoundError("the idempotency key is not the SHA-256 of the submission's content")
-    return submission
+def release_from_proto(message: agent_pb2.SubmitRequest) -> SignedRelease:
+    """A signed release as received (the caller verifies the signature and the document)."""
+    if not message.release:
+        raise RoundError(
+            "this submission carries no signed release document: the agent predates signed "
+            "releases; upgrade fedpeer on the practice's machine"
+        )
+    if message.idempotency_key != sha256_hex(message.release):
+        raise RoundError("the idempotency key is not the SHA-256 of the release document")
+    return SignedRelease(message.release, message.release_signature)
 
 
 def receipt_to_proto(receipt: Receipt) -> common_pb2.Receipt:

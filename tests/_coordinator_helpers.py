@@ -5,16 +5,28 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from agent.identity_store import AgentIdentity
 from coordinator.admin_client import AdminClient
 from coordinator.ca import CoordinatorHome, init_home
 from coordinator.server import CoordinatorConfig, RunningCoordinator, start_coordinator
-from fedpeer.collection import DefinitionDocument, Refusal, Round
+from fedpeer import wire
+from fedpeer.collection import (
+    Answer,
+    DefinitionDocument,
+    Refusal,
+    ReleaseDocument,
+    Round,
+    SignedRelease,
+)
+from fedpeer.definitions import find_standard, serialize
+from fedpeer.identity import key_from_pem
 from fedpeer.release import ResultRow
+from fedpeer.signing import sign_bytes
 
 AS_OF = dt.date(2026, 9, 30)
-DEFINITIONS = (
-    DefinitionDocument.of("dm_hba1c_le58", b'{"id": "dm_hba1c_le58", "version": 1}'),
-    DefinitionDocument.of("dna_rate", b'{"id": "dna_rate", "version": 1}'),
+DEFINITIONS = tuple(
+    DefinitionDocument.of(name, serialize(find_standard(name)))
+    for name in ("dm_hba1c_le58", "dna_rate", "profile.list_size")
 )
 
 
@@ -41,13 +53,27 @@ def rows_for(practice_id: str) -> list[ResultRow]:
     ]
 
 
-def fixed_prepare(practice_id: str, seen: list[Round] | None = None):
-    """A prepare() seam returning fixed rows, recording the rounds it saw."""
+def document_for(practice_id: str, round_: Round, rows: list[ResultRow]) -> ReleaseDocument:
+    """A release document answering ``round_``'s definitions with ``rows``, by indicator."""
+    answers = tuple(
+        Answer(
+            d.content_hash,
+            d.id,
+            round_.policy,
+            tuple(r for r in rows if r.indicator == d.id or r.indicator.startswith(d.id + ".")),
+        )
+        for d in round_.definitions
+    )
+    return ReleaseDocument(practice_id, round_.round_id, round_.as_of, answers)
 
-    def prepare(round_: Round) -> list[ResultRow]:
+
+def fixed_prepare(practice_id: str, seen: list[Round] | None = None):
+    """A prepare() seam answering with fixed rows, recording the rounds it saw."""
+
+    def prepare(round_: Round) -> ReleaseDocument:
         if seen is not None:
             seen.append(round_)
-        return rows_for(practice_id)
+        return document_for(practice_id, round_, rows_for(practice_id))
 
     return prepare
 
@@ -59,3 +85,10 @@ def refusing_prepare(reason: str):
         return Refusal(reason)
 
     return prepare
+
+
+def signed_request(identity: AgentIdentity, round_: Round, rows: list[ResultRow]):
+    """The SubmitRequest an agent would send: its document of ``rows``, signed by its key."""
+    data = document_for(identity.practice_id, round_, rows).to_bytes()
+    signed = SignedRelease(data, sign_bytes(key_from_pem(identity.key_pem), data))
+    return wire.release_to_proto(round_.round_id, signed)

@@ -17,7 +17,6 @@ def _log(tmp_path: Path, n: int = 4) -> AuditLog:
             round_id=f"r{i}",
             definitions=["h2", "h1"],
             as_of="2026-09-30",
-            policy_digest="p",
             release_sha256="s" * 64,
             to="coordinator.example",
             receipt=f"rcpt-{i}",

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from agent.audit import AuditLog
 from agent.cli_airlock import register
-from agent.ledger import Ledger, ReleaseKey
-from fedpeer.canonical import canonical_release_bytes
+from agent.identity_store import AgentHome, AgentIdentity
+from agent.ledger import Ledger, NewRelease, Question, State
+from fedpeer.identity import generate_key, key_to_pem
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow
 
@@ -32,12 +33,22 @@ def _app() -> typer.Typer:
     return app
 
 
+QUESTIONS = [Question("m1", "h1", "flu_vacc_65"), Question("m2", "h2", "dm_hba1c_le58")]
+
+
 def _home(tmp_path: Path) -> Path:
+    pem = key_to_pem(generate_key())
+    AgentHome(tmp_path).save(AgentIdentity("P1", "127.0.0.1:1", pem, b"cert", b"ca"))
     ledger = Ledger.at_home(tmp_path)
-    ledger.record(
-        ReleaseKey("h1", date(2026, 9, 30), DisclosurePolicy().digest()),
-        ROWS,
+    ledger.record_round(
         "r1",
+        date(2026, 9, 30),
+        QUESTIONS,
+        [
+            NewRelease(q, (row,), DisclosurePolicy(), {})
+            for q, row in zip(QUESTIONS, ROWS, strict=True)
+        ],
+        month="2026-10",
         manual_approval=True,
     )
     ledger.close()
@@ -49,22 +60,20 @@ def test_preview_shows_the_table_and_the_exact_bytes(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), ["preview", "r1", "--home", str(home)], terminal_width=250)
     assert result.exit_code == 0, result.output
     assert "flu_vacc_65" in result.output and "awaiting_approval" in result.output
-    assert canonical_release_bytes(ROWS).decode() in result.output.replace("\n", "")
+    document = Ledger.at_home(home).round_document("r1", "P1")
+    assert document.to_bytes().decode() in result.output.replace("\n", "")
+    assert document.digest in result.output
 
 
 def test_approve_then_reject_with_a_reason(tmp_path: Path) -> None:
     home = _home(tmp_path)
     runner = CliRunner()
     assert runner.invoke(_app(), ["approve", "r1", "--home", str(home)]).exit_code == 0
-    assert Ledger.at_home(home).releasable("r1") == sorted(ROWS, key=lambda r: r.indicator)
+    assert Ledger.at_home(home).round_states("r1") == {State.APPROVED}
     result = runner.invoke(_app(), ["reject", "r1", "--why", "wrong extract", "--home", str(home)])
     assert result.exit_code == 0
-    assert (
-        Ledger.at_home(home)
-        .get(ReleaseKey("h1", date(2026, 9, 30), DisclosurePolicy().digest()))
-        .why
-        == "wrong extract"
-    )  # type: ignore[union-attr]
+    recorded = Ledger.at_home(home).get("m1", date(2026, 9, 30))
+    assert recorded is not None and recorded.why == "wrong extract"
 
 
 def test_audit_verify_and_show(tmp_path: Path) -> None:
@@ -74,7 +83,6 @@ def test_audit_verify_and_show(tmp_path: Path) -> None:
             round_id=f"r{i}",
             definitions=["h1"],
             as_of="2026-09-30",
-            policy_digest="p",
             release_sha256="a" * 64,
             to="coord",
             receipt=f"k{i}",
@@ -101,7 +109,6 @@ def test_audit_verify_finds_entries_cut_from_the_end(tmp_path: Path) -> None:
         round_id="r1",
         definitions=["h1"],
         as_of="2026-09-30",
-        policy_digest="p",
         release_sha256="a" * 64,
         to="coord",
         receipt="rcpt-r1",

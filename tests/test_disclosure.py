@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fedpeer.canonical import canonical_release_bytes, rows_from_canonical
+from fedpeer.collection import decode_rows, encode_rows
 from fedpeer.disclosure import check_release, release, round_count, round_mean
 from fedpeer.measures import Breakdown, Count, IndicatorResult, Mean, Proportion, Rate
 from fedpeer.policy import DisclosurePolicy, Rounding
@@ -171,17 +171,17 @@ def test_midpoint6_release_passes_its_own_check_and_fails_the_nearest_five_check
     assert check_release(rows, DEFAULT) != []
 
 
-def test_canonical_bytes_ignore_row_order_and_round_trip() -> None:
+def test_released_rows_travel_as_canonical_bytes_and_round_trip() -> None:
     rows = to_rows(
         release(
             [IndicatorResult("b", Proportion(40, 100)), IndicatorResult("a", Mean(50, 1 / 3))],
             DEFAULT,
         )
     )
-    data = canonical_release_bytes(rows)
-    assert data == canonical_release_bytes(list(reversed(rows)))
-    assert data.startswith(b'{"format":"fedpeer.release.v1","rows":[{"category":"","count":50')
-    assert canonical_release_bytes(rows_from_canonical(data)) == data
+    data = encode_rows(rows)
+    assert b" " not in data and data.startswith(b'[{"category":"","count":null')
+    assert decode_rows(data) == tuple(rows)
+    assert encode_rows(list(decode_rows(data))) == data
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedpeer.collection import DefinitionDocument, Receipt, Round
-from fedpeer.errors import DefinitionError, EnrolmentError, IdentityError, RoundError
+from fedpeer.dates import reference_date_problem
+from fedpeer.errors import DefinitionError, EnrolmentError, IdentityError
 from fedpeer.identity import (
     CertificateAuthority,
     fingerprint,
@@ -103,8 +104,11 @@ def test_receipt_signature(ca: CertificateAuthority) -> None:
 def test_documents_check_themselves() -> None:
     with pytest.raises(DefinitionError, match="hash"):
         DefinitionDocument("x", "0" * 64, b"body")
-    with pytest.raises(RoundError, match="month end"):
-        Round("r", dt.date(2026, 9, 29), DisclosurePolicy())
+    today = dt.date(2026, 10, 15)
+    assert "month end" in (reference_date_problem(dt.date(2026, 9, 29), today) or "")
+    future = reference_date_problem(dt.date(2026, 10, 31), today) or ""
+    assert "before the current month" in future
+    assert reference_date_problem(dt.date(2026, 9, 30), today) is None
 
 
 def test_tokens_pin_the_ca(ca: CertificateAuthority) -> None:

@@ -1,22 +1,28 @@
-"""The release ledger: recorded once, recalled unchanged; approval states; populations."""
+"""The release ledger: keyed by meaning and date, recalled unchanged; states; sets; budgets."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from agent.differencing import check_population, population_difference
-from agent.ledger import Ledger, ReleaseKey, State
-from fedpeer.canonical import canonical_release_bytes
-from fedpeer.errors import ReleaseRefused, RoundError
+from agent.differencing import CandidateSets, decline_reason
+from agent.ledger import Ledger, NewRelease, Question, State
+from fedpeer.errors import RoundError
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow
 
 AS_OF = date(2026, 9, 30)
-KEY = ReleaseKey("def-a", AS_OF, DisclosurePolicy().digest())
-ROWS = [ResultRow("flu_vacc_65", numerator=60, denominator=100, value=0.6)]
+FLU = Question("meaning-flu", "hash-flu", "flu_vacc_65")
+ROWS = (ResultRow("flu_vacc_65", numerator=60, denominator=100, value=0.6),)
+MONTH = "2026-12"
+
+
+def _record(ledger: Ledger, round_id: str, rows=ROWS, *, manual: bool = False, **sets) -> None:
+    release = NewRelease(FLU, rows, DisclosurePolicy(), sets)
+    ledger.record_round(round_id, AS_OF, [FLU], [release], month=MONTH, manual_approval=manual)
 
 
 @pytest.fixture
@@ -24,44 +30,50 @@ def ledger(tmp_path: Path) -> Ledger:
     return Ledger.at_home(tmp_path)
 
 
-def test_a_repeated_ask_returns_the_recorded_release(ledger: Ledger, tmp_path: Path) -> None:
-    first = ledger.record(KEY, ROWS, "r1")
-    other_rows = [ResultRow("flu_vacc_65", numerator=65, denominator=100, value=0.65)]
-    again = ledger.record(KEY, other_rows, "r2")
-    assert again.body == first.body == canonical_release_bytes(ROWS)
-    assert again.round_id == "r1"
+def test_a_recorded_release_is_never_replaced(ledger: Ledger, tmp_path: Path) -> None:
+    _record(ledger, "r1")
+    _record(ledger, "r2", (ResultRow("flu_vacc_65", numerator=65, denominator=100, value=0.65),))
+    got = ledger.get("meaning-flu", AS_OF)
+    assert got is not None and got.rows == ROWS and got.round_id == "r1"
     ledger.close()
-    assert Ledger.at_home(tmp_path).get(KEY).rows == ROWS  # type: ignore[union-attr]
+    assert Ledger.at_home(tmp_path).get("meaning-flu", AS_OF).rows == ROWS  # type: ignore[union-attr]
 
 
-def test_unknown_key_is_none(ledger: Ledger) -> None:
-    assert ledger.get(KEY) is None
+def test_a_renamed_question_gets_the_recorded_answer_under_its_own_id(ledger: Ledger) -> None:
+    _record(ledger, "r1")
+    renamed = Question("meaning-flu", "hash-of-the-reworded-one", "flu_jabs_over_65")
+    ledger.record_round("r2", AS_OF, [renamed], [], month=MONTH, manual_approval=False)
+    (answer,) = ledger.round_document("r2", "P1").answers
+    assert answer.definition_hash == "hash-of-the-reworded-one"
+    assert [(r.indicator, r.numerator, r.denominator) for r in answer.rows] == [
+        ("flu_jabs_over_65", 60, 100)
+    ]
+
+
+def test_unknown_question_is_none(ledger: Ledger) -> None:
+    assert ledger.get("meaning-flu", AS_OF) is None
+    assert ledger.known(["meaning-flu"], AS_OF) == {}
 
 
 def test_manual_approval_holds_the_round_until_approved_then_sent(ledger: Ledger) -> None:
-    ledger.record(KEY, ROWS, "r1", manual_approval=True)
-    assert ledger.releasable("r1") is None
+    _record(ledger, "r1", manual=True)
+    assert ledger.round_states("r1") == {State.AWAITING_APPROVAL}
     with pytest.raises(RoundError, match="awaiting approval"):
         ledger.mark_sent("r1", "receipt-1")
     ledger.approve("r1")
-    assert ledger.releasable("r1") == ROWS
     ledger.mark_sent("r1", "receipt-1")
-    got = ledger.get(KEY)
+    got = ledger.get("meaning-flu", AS_OF)
     assert got is not None and got.state == State.SENT and got.receipt == "receipt-1"
-
-
-def test_without_manual_approval_a_release_is_approved_at_once(ledger: Ledger) -> None:
-    assert ledger.record(KEY, ROWS, "r1").state == State.APPROVED
+    assert ledger.sent_receipts() == {"receipt-1"}
 
 
 def test_rejection_needs_a_reason_and_stops_the_round(ledger: Ledger) -> None:
-    ledger.record(KEY, ROWS, "r1", manual_approval=True)
+    _record(ledger, "r1", manual=True)
     with pytest.raises(RoundError, match="reason"):
         ledger.reject("r1", " ")
     ledger.reject("r1", "numbers look wrong this month")
-    assert ledger.get(KEY).why == "numbers look wrong this month"  # type: ignore[union-attr]
-    with pytest.raises(RoundError, match="rejected"):
-        ledger.releasable("r1")
+    assert ledger.declined_why("r1") == "numbers look wrong this month"
+    assert ledger.round_states("r1") == {State.REJECTED}
 
 
 def test_unknown_round_is_an_error(ledger: Ledger) -> None:
@@ -69,50 +81,60 @@ def test_unknown_round_is_an_error(ledger: Ledger) -> None:
         ledger.approve("nope")
 
 
-def test_same_question_under_another_policy_is_refused(ledger: Ledger) -> None:
-    ledger.record(KEY, ROWS, "r1")
-    other = ReleaseKey("def-a", AS_OF, DisclosurePolicy(rounding_base=10).digest())
-    rounded_to_ten = [ResultRow("flu_vacc_65", numerator=60, denominator=100, value=0.6, count=0)]
-    with pytest.raises(ReleaseRefused, match="different disclosure policy"):
-        ledger.record(other, rounded_to_ten, "r2")
-    ledger.record(ReleaseKey("def-a", date(2026, 10, 31), other.policy_digest), ROWS, "r3")
-    # The same answer under a policy differing only in manual approval is no new information.
-    manual = ReleaseKey("def-a", AS_OF, DisclosurePolicy(manual_approval=True).digest())
-    assert ledger.record(manual, ROWS, "r4").body == canonical_release_bytes(ROWS)
+def test_a_declined_question_is_recorded_with_its_local_reason(ledger: Ledger) -> None:
+    study = Question("meaning-study", "hash-study", "study")
+    asked = NewRelease(study, (), DisclosurePolicy(), {}, counts_against_budget=True)
+    ledger.record_round(
+        "s1",
+        AS_OF,
+        [study],
+        [asked],
+        month=MONTH,
+        manual_approval=False,
+        declined=(study, "differs by 1"),
+    )
+    got = ledger.get("meaning-study", AS_OF)
+    assert got is not None and got.state == State.DECLINED and got.why == "differs by 1"
+    assert ledger.questions_asked(MONTH) == 1
+    assert list(ledger.sets_near(0, 100)) == []
 
 
-def test_populations_keep_sizes_and_salted_member_hashes(ledger: Ledger) -> None:
-    ledger.record_population("def-a", AS_OF, 3, ["p1", "p2", "p3"])
-    (pop,) = ledger.populations(AS_OF)
-    assert pop.size == 3 and pop.members is not None and len(pop.members) == 3
-    assert all(b"p1" not in m for m in pop.members)
-    assert ledger.populations(date(2026, 10, 31)) == []
+def test_sets_are_salted_fingerprints_found_by_size(ledger: Ledger) -> None:
+    members = ledger.member_digests(f"patient:p{i}" for i in range(100))
+    assert len(members) == 100 and all(b"p1" not in m for m in members)
+    _record(ledger, "r1", population=members)
+    assert [s.part for s in ledger.sets_near(101, 7)] == ["population"]
+    assert list(ledger.sets_near(120, 7)) == []
+    blob = sqlite3.connect(ledger.path).execute("SELECT members FROM sets").fetchone()[0]
+    assert b"patient" not in blob
 
 
-def test_differencing_by_size_and_by_members(ledger: Ledger) -> None:
-    policy = DisclosurePolicy()
-    ids = [f"p{i}" for i in range(100)]
-    ledger.record_population("released", AS_OF, 100, ids)
-    check_population(ledger, "same-people", AS_OF, 100, policy, ids)  # identical: fine
-    check_population(ledger, "far", AS_OF, 150, policy)  # 50 apart: fine
-    with pytest.raises(ReleaseRefused, match="differs by only a few patients"):
-        check_population(ledger, "one-more", AS_OF, 101, policy)
-    swapped = [*ids[1:], "newcomer"]
-    with pytest.raises(ReleaseRefused):
-        check_population(ledger, "swap", AS_OF, 100, policy, swapped)
-    check_population(ledger, "other-date", date(2026, 10, 31), 101, policy)
+def _candidate(ledger: Ledger, ids: list[str], study: bool = True) -> CandidateSets:
+    return CandidateSets("m-new", "study", {"population": ledger.member_digests(ids)}, study)
 
 
-def test_population_difference_prefers_members() -> None:
-    a, b = frozenset({b"1", b"2"}), frozenset({b"2", b"3"})
-    assert population_difference(2, a, 2, b) == 2
-    assert population_difference(2, None, 5, b) == 3
+def test_differencing_by_members_across_dates(ledger: Ledger) -> None:
+    ids = [f"patient:p{i}" for i in range(100)]
+    _record(ledger, "r1", population=ledger.member_digests(ids))
+    assert decline_reason(ledger, [_candidate(ledger, ids)], 7) is None  # the same people
+    assert decline_reason(ledger, [_candidate(ledger, ids[:50])], 7) is None  # far apart
+    one_more = decline_reason(ledger, [_candidate(ledger, [*ids, "patient:x"])], 7)
+    assert one_more is not None and "differs by 1" in one_more.why
+    swapped = decline_reason(ledger, [_candidate(ledger, [*ids[1:], "patient:x"])], 7)
+    assert swapped is not None and "differs by 2" in swapped.why
+    # A standard question's sets are recorded, never checked.
+    assert decline_reason(ledger, [_candidate(ledger, [*ids, "patient:x"], study=False)], 7) is None
 
 
-def test_privacy_budget_is_spent_and_refused_beyond_the_limit(ledger: Ledger) -> None:
-    ledger.spend_budget("r1", "def-a", AS_OF, 0.4, limit=1.0)
-    ledger.spend_budget("r2", "def-b", AS_OF, 0.5, limit=1.0)
-    assert ledger.budget_spent() == pytest.approx(0.9)
-    with pytest.raises(ReleaseRefused, match="privacy budget"):
-        ledger.spend_budget("r3", "def-c", AS_OF, 0.2, limit=1.0)
-    assert ledger.budget_spent() == pytest.approx(0.9)
+def test_two_small_sets_are_not_compared(ledger: Ledger) -> None:
+    _record(ledger, "r1", population=ledger.member_digests(["patient:a", "patient:b"]))
+    assert decline_reason(ledger, [_candidate(ledger, ["patient:a"])], 7) is None
+
+
+def test_an_older_ledger_is_refused_in_plain_words(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    db.execute("CREATE TABLE releases (definition_hash TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(RoundError, match="older fedpeer agent"):
+        Ledger.at_home(tmp_path)

@@ -9,24 +9,34 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from coordinator import rounds
 from coordinator.ca import create_token, enrol, token_sha256
 from coordinator.store import FRAME_COLUMNS, Store
 from fedpeer.collection import (
+    Answer,
     DefinitionDocument,
+    ReleaseDocument,
+    Round,
     RoundClosed,
-    Submission,
+    SignedRelease,
     SubmissionConflict,
     UnknownRound,
 )
-from fedpeer.errors import EnrolmentError, RoundError
+from fedpeer.errors import EnrolmentError, IdentityError, RoundError
 from fedpeer.identity import CertificateAuthority, fingerprint, generate_key, make_csr
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow
+from fedpeer.signing import sign_bytes
 
 AS_OF = dt.date(2026, 6, 30)
-DEFS = (DefinitionDocument.of("dna_rate", b"dna"), DefinitionDocument.of("skill_mix", b"mix"))
+DEFS = (
+    DefinitionDocument.of("dna_rate", b"dna"),
+    DefinitionDocument.of("skill_mix", b"mix"),
+    DefinitionDocument.of("mean_age", b"age"),
+)
 NOW = dt.datetime(2026, 7, 1, 9, 0, tzinfo=dt.UTC)
 
 
@@ -46,9 +56,29 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
-def _enrol(store: Store, ca: CertificateAuthority, pid: str, locality: str = "North") -> None:
+Keyed = tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
+
+
+def _enrol(store: Store, ca: CertificateAuthority, pid: str, locality: str = "North") -> Keyed:
     token, _ = create_token(store, ca.cert, pid, f"Practice {pid}", locality, now=NOW)
-    enrol(store, ca, token, make_csr(generate_key()).decode(), now=NOW)
+    key = generate_key()
+    _, cert = enrol(store, ca, token, make_csr(key).decode(), now=NOW)
+    return key, cert
+
+
+def _submit(
+    store: Store, ca: CertificateAuthority, pid: str, keyed: Keyed, round_: Round, n: int
+) -> object:
+    """Sign a release of ``_rows(n)`` as practice ``pid`` and submit it (no round check)."""
+    key, cert = keyed
+    rows = _rows(n)
+    answers = tuple(
+        Answer(d.content_hash, d.id, round_.policy, tuple(r for r in rows if r.indicator == d.id))
+        for d in round_.definitions
+    )
+    data = ReleaseDocument(pid, round_.round_id, round_.as_of, answers).to_bytes()
+    signed = SignedRelease(data, sign_bytes(key, data))
+    return rounds.submit(store, ca, pid, cert, round_.round_id, signed, check=None)
 
 
 def _rows(n: int) -> tuple[ResultRow, ...]:
@@ -97,29 +127,27 @@ def test_round_round_trips_with_definitions(store: Store, ca: CertificateAuthori
     assert store.open_round_ids() == [(started.round_id, AS_OF)]
     with pytest.raises(RoundError, match="month end"):
         rounds.start_round(store, ca, dt.date(2026, 6, 15), DEFS)
-    adhoc = rounds.start_round(store, ca, dt.date(2026, 6, 15), DEFS, standard=False)
-    assert store.round(adhoc.round_id).as_of == dt.date(2026, 6, 15)
+    with pytest.raises(RoundError, match="not before the current month"):
+        rounds.start_round(store, ca, dt.date(2099, 6, 30), DEFS)
     with pytest.raises(UnknownRound):
         store.round("nope")
 
 
 def test_submissions_idempotent_conflicting_closed(store: Store, ca: CertificateAuthority) -> None:
-    _enrol(store, ca, "P1")
-    _enrol(store, ca, "P2", "South")
+    p1 = _enrol(store, ca, "P1")
+    p2 = _enrol(store, ca, "P2", "South")
     round_ = rounds.start_round(store, ca, AS_OF, DEFS)
-    sub = Submission(round_.round_id, round_.definition_hashes, round_.policy.digest(), _rows(40))
-    first = rounds.submit(store, ca, "P1", sub)
-    assert rounds.submit(store, ca, "P1", sub) == first
-    other = Submission(sub.round_id, sub.definition_hashes, sub.policy_digest, _rows(45))
+    first = _submit(store, ca, "P1", p1, round_, 40)
+    assert _submit(store, ca, "P1", p1, round_, 40) == first
     with pytest.raises(SubmissionConflict):
-        rounds.submit(store, ca, "P1", other)
+        _submit(store, ca, "P1", p1, round_, 45)
     with pytest.raises(SubmissionConflict):
         rounds.refuse(store, "P1", round_.round_id, "changed my mind")
     rounds.close_round(store, round_.round_id)
     with pytest.raises(RoundClosed):
-        rounds.submit(store, ca, "P2", other.__class__(*other.__dict__.values()))
+        _submit(store, ca, "P2", p2, round_, 45)
     # A resend after the close still gets its receipt: it was stored before.
-    assert rounds.submit(store, ca, "P1", sub) == first
+    assert _submit(store, ca, "P1", p1, round_, 40) == first
     status = store.round_status(round_.round_id)
     assert status.state == "closed"
     assert [(p.practice_id, p.state) for p in status.practices] == [
@@ -128,31 +156,52 @@ def test_submissions_idempotent_conflicting_closed(store: Store, ca: Certificate
     ]
 
 
+def test_a_release_signed_by_another_practice_is_refused(
+    store: Store, ca: CertificateAuthority
+) -> None:
+    p1 = _enrol(store, ca, "P1")
+    p2 = _enrol(store, ca, "P2")
+    round_ = rounds.start_round(store, ca, AS_OF, DEFS)
+    # P1's key and document, arriving on P2's channel (P2's certificate).
+    with pytest.raises(IdentityError, match="signature does not verify"):
+        _submit(store, ca, "P2", (p1[0], p2[1]), round_, 40)
+    # P2 signing a document that names P1.
+    with pytest.raises(IdentityError, match="another practice"):
+        _submit_named(store, ca, "P1", "P2", p2, round_)
+    assert store.round_status(round_.round_id).practices[0].state == "pending"
+
+
+def _submit_named(
+    store: Store, ca: CertificateAuthority, named: str, sender: str, keyed: Keyed, round_: Round
+) -> object:
+    key, cert = keyed
+    data = ReleaseDocument(named, round_.round_id, round_.as_of, ()).to_bytes()
+    signed = SignedRelease(data, sign_bytes(key, data))
+    return rounds.submit(store, ca, sender, cert, round_.round_id, signed, check=None)
+
+
 def test_released_rows_frame(store: Store, ca: CertificateAuthority) -> None:
-    _enrol(store, ca, "P1")
-    _enrol(store, ca, "P2", "South")
+    keys = {pid: _enrol(store, ca, pid, loc) for pid, loc in (("P1", "North"), ("P2", "South"))}
     _enrol(store, ca, "P3", "South")
     round_ = rounds.start_round(store, ca, AS_OF, DEFS)
     for pid, n in (("P2", 50), ("P1", 40)):
-        sub = Submission(
-            round_.round_id, round_.definition_hashes, round_.policy.digest(), _rows(n)
-        )
-        rounds.submit(store, ca, pid, sub)
+        _submit(store, ca, pid, keys[pid], round_, n)
     rounds.refuse(store, "P3", round_.round_id, "no extract this month")
     frame = store.released_rows_frame(round_.round_id)
     assert tuple(frame.columns) == FRAME_COLUMNS
     assert list(frame.practice_id) == ["P1"] * 3 + ["P2"] * 3
     assert list(frame.locality) == ["North"] * 3 + ["South"] * 3
-    first = frame.iloc[0]
+    p1 = frame[frame.practice_id == "P1"].set_index("indicator", drop=False)
+    first = p1.loc["dna_rate"]
     assert (first.indicator, first.category, first.numerator, first.denominator) == (
         "dna_rate",
         "",
         40,
         400,
     )
-    suppressed = frame.iloc[1]
+    suppressed = p1.loc["skill_mix"]
     assert suppressed.suppressed and pd.isna(suppressed["count"]) and pd.isna(suppressed.value)
-    assert frame.iloc[2]["mean"] == 41.5
+    assert p1.loc["mean_age"]["mean"] == 41.5
     assert str(frame["numerator"].dtype) == "Int64"
     assert frame["suppressed"].dtype == bool
     status = {p.practice_id: p.state for p in store.round_status(round_.round_id).practices}
@@ -178,4 +227,36 @@ def test_migrations_build_exactly_the_declared_schema(store: Store) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert diff == []
-    assert version == "0001"
+    assert version == "0002"
+
+
+def test_a_store_of_the_first_schema_upgrades_with_its_rounds(tmp_path: Path) -> None:
+    from coordinator.store import upgrade
+
+    target = tmp_path / "old.sqlite"
+    engine = sa.create_engine(f"sqlite:///{target}")
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO rounds (round_id, as_of, standard, state, policy_json, signature,"
+                " created_at_text, created_at) VALUES ('r1', '2026-06-30', 1, 'open', :p, x'00',"
+                " '2026-07-01T00:00:00Z', '2026-07-01 00:00:00')"
+            ),
+            {
+                "p": '{"group_minimum": 5, "manual_approval": false, "min_mean_count": 8, '
+                '"noise": "none", "noise_scale": 0.0, "rounding": "nearest", "rounding_base": 5, '
+                '"threshold": 7}'
+            },
+        )
+        conn.execute(
+            sa.text("INSERT INTO round_definitions VALUES ('r1', 0, 'dna_rate', :h, x'00')"),
+            {"h": "0" * 64},
+        )
+    engine.dispose()
+    store = Store(target)
+    try:
+        assert store.open_round_ids() == [("r1", dt.date(2026, 6, 30))]
+        assert store.round_state("r1") == "open"
+    finally:
+        store.close()

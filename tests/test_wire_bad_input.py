@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -14,6 +16,7 @@ from _coordinator_helpers import (
     fixed_prepare,
     refusing_prepare,
     rows_for,
+    signed_request,
     start,
 )
 
@@ -23,7 +26,6 @@ from agent.outbox import ACKNOWLEDGED, REJECTED, SUBMISSION
 from coordinator.server import RunningCoordinator
 from fedpeer import wire
 from fedpeer.channel import secure_channel
-from fedpeer.collection import Submission
 from fedpeer.errors import CoordinatorUnreachable, EnrolmentError, IdentityError
 from fedpeer.identity import (
     CertificateAuthority,
@@ -32,6 +34,7 @@ from fedpeer.identity import (
     key_to_pem,
     make_csr,
 )
+from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow
 from fedpeer.v1 import admin_pb2, admin_pb2_grpc, agent_pb2, agent_pb2_grpc
 
@@ -165,41 +168,49 @@ async def test_closed_unknown_resent_and_conflicting_submissions(
         round_ = await adm.start_round(AS_OF, DEFINITIONS)
         closed = await adm.start_round(AS_OF, DEFINITIONS)
         await adm.close_round(closed.round_id)
-    rows = tuple(rows_for("F1"))
-    good = Submission(round_.round_id, round_.definition_hashes, round_.policy.digest(), rows)
+    rows = rows_for("F1")
+    good = signed_request(identity, round_, rows)
     channel, stub = _stub(identity)
     async with channel:
-        first = await stub.Submit(wire.submission_to_proto(good))
-        again = await stub.Submit(wire.submission_to_proto(good))
+        first = await stub.Submit(good)
+        again = await stub.Submit(good)
         assert again == first  # the same receipt, signature and all
 
-        changed = Submission(good.round_id, good.definition_hashes, good.policy_digest, rows[:1])
+        other = replace(rows[0], numerator=70, denominator=90, value=70 / 90)
+        changed = signed_request(identity, round_, [other, *rows[1:]])
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Submit(wire.submission_to_proto(changed))
+            await stub.Submit(changed)
         assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
-        late = Submission(closed.round_id, good.definition_hashes, good.policy_digest, rows)
+        late = signed_request(identity, closed, rows)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Submit(wire.submission_to_proto(late))
+            await stub.Submit(late)
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "closed" in (caught.value.details() or "")
 
-        unknown = Submission("no-such-round", good.definition_hashes, good.policy_digest, rows)
+        unknown = signed_request(identity, round_, rows)
+        unknown.round_id = "no-such-round"
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Submit(wire.submission_to_proto(unknown))
+            await stub.Submit(unknown)
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
-        wrong_defs = Submission(round_.round_id, ("0" * 64,), good.policy_digest, rows)
-        tampered = wire.submission_to_proto(wrong_defs)
+        # The document answers one round; the request names another: refused.
+        crossed = signed_request(identity, round_, rows)
+        crossed.round_id = closed.round_id
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Submit(tampered)
+            await stub.Submit(crossed)
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
-        bad_key = wire.submission_to_proto(good)
+        bad_key = signed_request(identity, round_, rows)
         bad_key.idempotency_key = "0" * 64
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Submit(bad_key)
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+        unsigned = agent_pb2.SubmitRequest(round_id=round_.round_id, idempotency_key="0" * 64)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Submit(unsigned)
+        assert "upgrade fedpeer" in (caught.value.details() or "")
 
     frame = coordinator.store.released_rows_frame(round_.round_id)
     assert len(frame) == len(rows)
@@ -212,14 +223,14 @@ async def test_lost_acknowledgement_is_resent_from_the_outbox(
     identity = await _enrolled(coordinator, tmp_path, "G1")
     async with admin(coordinator) as adm:
         round_ = await adm.start_round(AS_OF, DEFINITIONS)
-    rows = tuple(rows_for("G1"))
-    submission = Submission(round_.round_id, round_.definition_hashes, round_.policy.digest(), rows)
-    request = wire.submission_to_proto(submission)
+    request = signed_request(identity, round_, rows_for("G1"))
     channel, stub = _stub(identity)
     async with channel:
         stored = await stub.Submit(request)  # the coordinator stored it; the ack was "lost"
     agent = Agent(tmp_path / "G1", fixed_prepare("G1"))
-    agent.outbox.put(round_.round_id, SUBMISSION, submission.digest(), request.SerializeToString())
+    agent.outbox.put(
+        round_.round_id, SUBMISSION, request.idempotency_key, request.SerializeToString()
+    )
     outcomes = await agent.run_once()
     assert [o.status for o in outcomes] == ["submitted", "already"]
     assert outcomes[0].receipt is not None
@@ -229,7 +240,7 @@ async def test_lost_acknowledgement_is_resent_from_the_outbox(
 
 async def test_refusal_and_late_round(coordinator: RunningCoordinator, tmp_path: Path) -> None:
     await _enrolled(coordinator, tmp_path, "H1")
-    await _enrolled(coordinator, tmp_path, "H2")
+    h2 = await _enrolled(coordinator, tmp_path, "H2")
     async with admin(coordinator) as adm:
         round_ = await adm.start_round(AS_OF, DEFINITIONS)
         refuser = Agent(tmp_path / "H1", refusing_prepare("awaiting Caldicott sign-off"))
@@ -242,11 +253,10 @@ async def test_refusal_and_late_round(coordinator: RunningCoordinator, tmp_path:
         }
         # H2 prepared its answer, then the round closed before it could send.
         late = Agent(tmp_path / "H2", fixed_prepare("H2"))
-        submission = Submission(
-            round_.round_id, round_.definition_hashes, round_.policy.digest(), ()
+        request = signed_request(h2, round_, rows_for("H2"))
+        late.outbox.put(
+            round_.round_id, SUBMISSION, request.idempotency_key, request.SerializeToString()
         )
-        data = wire.submission_to_proto(submission).SerializeToString()
-        late.outbox.put(round_.round_id, SUBMISSION, submission.digest(), data)
         await adm.close_round(round_.round_id)
     outcomes = await late.run_once()
     assert [o.status for o in outcomes] == ["rejected"]
@@ -301,16 +311,16 @@ async def test_coordinator_rechecks_disclosure(
     identity = await _enrolled(coordinator, tmp_path, "L1")
     async with admin(coordinator) as adm:
         round_ = await adm.start_round(AS_OF, DEFINITIONS)
-    leaky = (ResultRow("dm_hba1c_le58", numerator=3, denominator=41, value=3 / 41),)
-    submission = Submission(
-        round_.round_id, round_.definition_hashes, round_.policy.digest(), leaky
-    )
+    leaky = [
+        ResultRow("dm_hba1c_le58", numerator=3, denominator=41, value=3 / 41),
+        *rows_for("L1")[1:],
+    ]
     channel, stub = _stub(identity)
     async with channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Submit(wire.submission_to_proto(submission))
+            await stub.Submit(signed_request(identity, round_, leaky))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "breaks the round's policy" in (caught.value.details() or "")
+    assert "breaks the round's rules" in (caught.value.details() or "")
     assert "3" not in (caught.value.details() or "").replace(round_.round_id, "")
     assert coordinator.store.released_rows_frame(round_.round_id).empty
 
@@ -419,10 +429,7 @@ async def test_agent_refuses_a_round_whose_signature_fails(
         conn.execute(
             sa.update(rounds_table)
             .where(rounds_table.c.round_id == round_.round_id)
-            .values(
-                policy_json='{"group_minimum": 5, "manual_approval": false, "min_mean_count": 8,'
-                ' "rounding": "nearest", "rounding_base": 1, "threshold": 7}'
-            )
+            .values(policy_json=json.dumps(DisclosurePolicy(rounding_base=1).to_data()))
         )
     seen: list[object] = []
     agent = Agent(tmp_path / "S1", fixed_prepare("S1", seen))  # type: ignore[arg-type]

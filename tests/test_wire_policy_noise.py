@@ -24,12 +24,12 @@ from fedpeer.v1 import common_pb2
         ),
     ],
 )
-def test_a_policy_survives_the_wire_with_its_digest(policy: DisclosurePolicy) -> None:
+def test_a_policy_survives_the_wire(policy: DisclosurePolicy) -> None:
     message = common_pb2.DisclosurePolicy.FromString(
         wire.policy_to_proto(policy).SerializeToString()
     )
     back = wire.policy_from_proto(message)
-    assert back == policy and back.digest() == policy.digest()
+    assert back == policy and back.to_data() == policy.to_data()
 
 
 def test_a_policy_from_a_sender_without_the_noise_fields_has_no_noise() -> None:
@@ -37,7 +37,7 @@ def test_a_policy_from_a_sender_without_the_noise_fields_has_no_noise() -> None:
         threshold=7, rounding_base=5, rounding="nearest", min_mean_count=8, group_minimum=5
     )
     policy = wire.policy_from_proto(old)
-    assert policy == DisclosurePolicy() and policy.digest() == DisclosurePolicy().digest()
+    assert policy == DisclosurePolicy() and policy.to_data() == DisclosurePolicy().to_data()
 
 
 @pytest.mark.parametrize(

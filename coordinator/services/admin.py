@@ -15,7 +15,9 @@ from coordinator.services import domain_errors
 from coordinator.services.agent import RoundAnnouncer
 from coordinator.store import PracticeRecord, RoundStatus, Store
 from fedpeer import wire
+from fedpeer.errors import PolicyError
 from fedpeer.identity import CertificateAuthority
+from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow
 from fedpeer.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
@@ -57,10 +59,17 @@ def _none_if_na(value: object) -> object:
 class AdminServicer(admin_pb2_grpc.AdminServicer):
     """Administration for holders of the admin certificate."""
 
-    def __init__(self, store: Store, ca: CertificateAuthority, announcer: RoundAnnouncer) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ca: CertificateAuthority,
+        announcer: RoundAnnouncer,
+        network_policy: DisclosurePolicy,
+    ) -> None:
         self._store = store
         self._ca = ca
         self._announcer = announcer
+        self._network_policy = network_policy
 
     @domain_errors
     async def CreateEnrolmentToken(
@@ -109,16 +118,13 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     ) -> common_pb2.Round:
         """Open and sign a round, and wake the subscribed agents."""
         as_of = wire.parse_date(request.as_of)
-        policy = wire.policy_from_proto(request.policy) if request.HasField("policy") else None
+        if request.HasField("policy"):
+            raise PolicyError(
+                "a round cannot set the disclosure policy: every round carries the network's"
+            )
         definitions = [wire.definition_from_proto(d) for d in request.definitions]
         round_ = await asyncio.to_thread(
-            rounds.start_round,
-            self._store,
-            self._ca,
-            as_of,
-            definitions,
-            policy,
-            request.standard,
+            rounds.start_round, self._store, self._ca, as_of, definitions, self._network_policy
         )
         await self._announcer.refresh()
         log.info("event=round_started round=%s as_of=%s", round_.round_id, as_of)

@@ -12,7 +12,7 @@ import grpc
 
 from coordinator import rounds
 from coordinator.services import domain_errors
-from coordinator.services.auth import calling_practice
+from coordinator.services.auth import calling_certificate, calling_practice
 from coordinator.store import Store
 from fedpeer import wire
 from fedpeer.identity import CertificateAuthority
@@ -84,12 +84,12 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         store: Store,
         ca: CertificateAuthority,
         announcer: RoundAnnouncer,
-        row_check: rounds.RowCheck | None = None,
+        check: rounds.DocumentCheck | None = None,
     ) -> None:
         self._store = store
         self._ca = ca
         self._announcer = announcer
-        self._check = row_check
+        self._check = check
 
     async def WatchRounds(
         self, request: agent_pb2.WatchRoundsRequest, context: grpc.aio.ServicerContext
@@ -130,17 +130,23 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
     async def Submit(
         self, request: agent_pb2.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Receipt:
-        """Store the released rows; the receipt is sent only after the commit."""
-        practice_id = calling_practice()
-        submission = wire.submission_from_proto(request)
+        """Verify and store the practice's signed release; the receipt only after the commit."""
+        practice_id, sender = calling_practice(), calling_certificate()
+        signed = wire.release_from_proto(request)
         receipt = await asyncio.to_thread(
-            rounds.submit, self._store, self._ca, practice_id, submission, self._check
+            rounds.submit,
+            self._store,
+            self._ca,
+            practice_id,
+            sender,
+            request.round_id,
+            signed,
+            self._check,
         )
         log.info(
-            "event=submission practice=%s round=%s rows=%d sha256=%s",
+            "event=submission practice=%s round=%s sha256=%s",
             practice_id,
-            submission.round_id,
-            len(submission.rows),
+            request.round_id,
             receipt.content_sha256[:16],
         )
         return wire.receipt_to_proto(receipt)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from cryptography import x509
 
 from coordinator.store import Store
 from fedpeer.errors import IdentityError
@@ -27,10 +28,11 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 
 @dataclass(frozen=True)
 class Peer:
-    """The authenticated caller: its certificate's CN and role."""
+    """The authenticated caller: its certificate's CN and role, and the certificate."""
 
     name: str
     role: str
+    certificate: x509.Certificate
 
 
 current_peer: contextvars.ContextVar[Peer] = contextvars.ContextVar("current_peer")
@@ -44,13 +46,18 @@ def calling_practice() -> str:
     return peer.name
 
 
+def calling_certificate() -> x509.Certificate:
+    """The verified client certificate of the caller: the key its signatures must verify under."""
+    return current_peer.get().certificate
+
+
 def _peer_cert(context: grpc.aio.ServicerContext) -> tuple[Peer, str]:
     pems = context.auth_context().get("x509_pem_cert") or []
     if not pems:
         raise IdentityError("no client certificate was presented")
     cert = cert_from_pem(pems[0])
     subject = subject_of(cert)
-    return Peer(subject.common_name, subject.role), fingerprint(cert)
+    return Peer(subject.common_name, subject.role, cert), fingerprint(cert)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):

@@ -10,7 +10,9 @@ import grpc
 from coordinator import ca as enrolment
 from coordinator.services import domain_errors
 from coordinator.store import Store
+from fedpeer import wire
 from fedpeer.identity import CertificateAuthority, cert_to_pem, fingerprint
+from fedpeer.policy import DisclosurePolicy
 from fedpeer.v1 import enrolment_pb2, enrolment_pb2_grpc
 
 log = logging.getLogger("fedpeer.coordinator")
@@ -19,9 +21,12 @@ log = logging.getLogger("fedpeer.coordinator")
 class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServicer):
     """Issues practice certificates against one-time tokens."""
 
-    def __init__(self, store: Store, ca: CertificateAuthority) -> None:
+    def __init__(
+        self, store: Store, ca: CertificateAuthority, network_policy: DisclosurePolicy
+    ) -> None:
         self._store = store
         self._ca = ca
+        self._network_policy = network_policy
 
     @domain_errors
     async def Enrol(
@@ -36,4 +41,5 @@ class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServicer):
             practice_id=practice_id,
             certificate_pem=cert_to_pem(cert).decode(),
             ca_chain_pem=self._ca.cert_pem.decode(),
+            network_policy=wire.policy_to_proto(self._network_policy),
         )

@@ -4,6 +4,7 @@ load_standard_set()  -> the twelve indicators of INDICATORS.md, in its order
 load_profile()       -> profile.list_size, profile.age_sex, profile.imd
 load_definition(path)-> one TOML file, validated (DefinitionError names file and field)
 serialize / deserialize / content_hash -> the canonical wire bytes and their sha256
+meaning_hash(defn)   -> the sha256 of what it asks, however it is worded
 explain(defn, as_of) -> plain sentences a practice manager can check
 """
 
@@ -27,7 +28,7 @@ from fedpeer.definitions.model import (
     Unit,
     UsualProviderOfCare,
 )
-from fedpeer.definitions.serialise import content_hash, deserialize, serialize
+from fedpeer.definitions.serialise import content_hash, deserialize, meaning_hash, serialize
 from fedpeer.definitions.sets import (
     find_standard,
     load_profile,
@@ -62,6 +63,7 @@ __all__ = [
     "load_round_set",
     "load_set",
     "load_standard_set",
+    "meaning_hash",
     "parse_codelist_csv",
     "serialize",
 ]

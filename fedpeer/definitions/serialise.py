@@ -4,14 +4,19 @@ The wire form is the TOML form as JSON (sorted keys, no spaces, UTF-8) plus ever
 codelist it names, inline, with codes and terms. ``content_hash`` is the sha256 of
 exactly these bytes, so two definitions with the same hash ask the same question of
 the same codes. ``deserialize`` runs the same validation as loading a file.
+
+``meaning_hash`` names what a question means, not how it is worded: the population,
+the measure, the codes, the dates and the filters, without the id, version, title,
+description, codelist names and terms, or a value's label and unit. The agent's ledger
+keys releases by it, so a reworded or renamed question gets the answer already given.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
+from fedpeer.canonical import canonical_json, sha256_hex
 from fedpeer.definitions.loader import Builder
 from fedpeer.definitions.model import (
     AppointmentCriteria,
@@ -147,8 +152,7 @@ def serialize(defn: IndicatorDefinition) -> bytes:
     data["codelists"] = {
         name: [list(entry) for entry in cl.entries] for name, cl in sorted(codelists.items())
     }
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8")
+    return canonical_json(data)
 
 
 def deserialize(data: bytes) -> IndicatorDefinition:
@@ -189,4 +193,39 @@ def deserialize(data: bytes) -> IndicatorDefinition:
 
 def content_hash(defn: IndicatorDefinition) -> str:
     """The sha256 (hex) of the canonical serialisation: identifies a definition exactly."""
-    return hashlib.sha256(serialize(defn)).hexdigest()
+    return sha256_hex(serialize(defn))
+
+
+# Wording: what a person reads, which changes nothing about who is counted or how.
+_WORDING = ("id", "version", "title", "description")
+_VALUE_WORDING = ("label", "unit")
+_CODELIST_KEYS = ("diagnosis", "resolved", "codelist", "dmd")
+
+
+def _meaning(node: Any, codelists: dict[str, Codelist]) -> Any:
+    if isinstance(node, list):
+        return [_meaning(item, codelists) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _CODELIST_KEYS and isinstance(value, str):
+            out[key] = list(codelists[value].codes)  # the codes, never the file's name
+        elif key in _VALUE_WORDING and "within_months" in node:
+            continue  # a latest value's label and unit are wording
+        else:
+            out[key] = _meaning(value, codelists)
+    return out
+
+
+def meaning(defn: IndicatorDefinition) -> dict[str, Any]:
+    """What a definition asks, as plain data: its wording, ids and codelist names left out."""
+    data, codelists = to_data(defn)
+    for key in _WORDING:
+        data.pop(key, None)
+    return {"format": "fedpeer-meaning/1", **_meaning(data, codelists)}
+
+
+def meaning_hash(defn: IndicatorDefinition) -> str:
+    """The sha256 (hex) of a definition's meaning: the same question, however worded."""
+    return sha256_hex(canonical_json(meaning(defn)))

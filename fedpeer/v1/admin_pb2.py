@@ -25,13 +25,17 @@ _sym_db = _symbol_database.Default()
 from fedpeer.v1 import common_pb2 as fedpeer_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64peer/v1/admin.proto\x12\nfedpeer.v1\x1a\x17\x66\x65\x64peer/v1/common.proto\"\x7f\n\x08Practice\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08locality\x18\x03 \x01(\t\x12\x18\n\x10\x63\x65rt_fingerprint\x18\x04 \x01(\t\x12\x13\n\x0b\x65nrolled_at\x18\x05 \x01(\t\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\"g\n\x1b\x43reateEnrolmentTokenRequest\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08locality\x18\x03 \x01(\t\x12\x13\n\x0bvalid_hours\x18\x04 \x01(\x05\"A\n\x1c\x43reateEnrolmentTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\t\"\x16\n\x14ListPracticesRequest\"@\n\x15ListPracticesResponse\x12\'\n\tpractices\x18\x01 \x03(\x0b\x32\x14.fedpeer.v1.Practice\",\n\x15RevokePracticeRequest\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\"\x98\x01\n\x11StartRoundRequest\x12\r\n\x05\x61s_of\x18\x01 \x01(\t\x12\x10\n\x08standard\x18\x02 \x01(\x08\x12,\n\x06policy\x18\x03 \x01(\x0b\x32\x1c.fedpeer.v1.DisclosurePolicy\x12\x34\n\x0b\x64\x65\x66initions\x18\x04 \x03(\x0b\x32\x1f.fedpeer.v1.IndicatorDefinition\")\n\x15GetRoundStatusRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"T\n\x12PracticeRoundState\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\n\n\x02\x61t\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"p\n\x0bRoundStatus\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05\x61s_of\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x31\n\tpractices\x18\x04 \x03(\x0b\x32\x1e.fedpeer.v1.PracticeRoundState\"%\n\x11\x43loseRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\")\n\x15GetComparisonsRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"o\n\x0bPracticeRow\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\x12\x15\n\rpractice_name\x18\x02 \x01(\t\x12\x10\n\x08locality\x18\x03 \x01(\t\x12\"\n\x03row\x18\x04 \x01(\x0b\x32\x15.fedpeer.v1.ResultRow\"?\n\x16GetComparisonsResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.fedpeer.v1.PracticeRow2\xc0\x04\n\x05\x41\x64min\x12i\n\x14\x43reateEnrolmentToken\x12\'.fedpeer.v1.CreateEnrolmentTokenRequest\x1a(.fedpeer.v1.CreateEnrolmentTokenResponse\x12T\n\rListPractices\x12 .fedpeer.v1.ListPracticesRequest\x1a!.fedpeer.v1.ListPracticesResponse\x12I\n\x0eRevokePractice\x12!.fedpeer.v1.RevokePracticeRequest\x1a\x14.fedpeer.v1.Practice\x12>\n\nStartRound\x12\x1d.fedpeer.v1.StartRoundRequest\x1a\x11.fedpeer.v1.Round\x12L\n\x0eGetRoundStatus\x12!.fedpeer.v1.GetRoundStatusRequest\x1a\x17.fedpeer.v1.RoundStatus\x12\x44\n\nCloseRound\x12\x1d.fedpeer.v1.CloseRoundRequest\x1a\x17.fedpeer.v1.RoundStatus\x12W\n\x0eGetComparisons\x12!.fedpeer.v1.GetComparisonsRequest\x1a\".fedpeer.v1.GetComparisonsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64peer/v1/admin.proto\x12\nfedpeer.v1\x1a\x17\x66\x65\x64peer/v1/common.proto\"\x7f\n\x08Practice\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08locality\x18\x03 \x01(\t\x12\x18\n\x10\x63\x65rt_fingerprint\x18\x04 \x01(\t\x12\x13\n\x0b\x65nrolled_at\x18\x05 \x01(\t\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\"g\n\x1b\x43reateEnrolmentTokenRequest\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08locality\x18\x03 \x01(\t\x12\x13\n\x0bvalid_hours\x18\x04 \x01(\x05\"A\n\x1c\x43reateEnrolmentTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\t\"\x16\n\x14ListPracticesRequest\"@\n\x15ListPracticesResponse\x12\'\n\tpractices\x18\x01 \x03(\x0b\x32\x14.fedpeer.v1.Practice\",\n\x15RevokePracticeRequest\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\"\xa0\x01\n\x11StartRoundRequest\x12\r\n\x05\x61s_of\x18\x01 \x01(\t\x12\x14\n\x08standard\x18\x02 \x01(\x08\x42\x02\x18\x01\x12\x30\n\x06policy\x18\x03 \x01(\x0b\x32\x1c.fedpeer.v1.DisclosurePolicyB\x02\x18\x01\x12\x34\n\x0b\x64\x65\x66initions\x18\x04 \x03(\x0b\x32\x1f.fedpeer.v1.IndicatorDefinition\")\n\x15GetRoundStatusRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"T\n\x12PracticeRoundState\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\n\n\x02\x61t\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"p\n\x0bRoundStatus\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05\x61s_of\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x31\n\tpractices\x18\x04 \x03(\x0b\x32\x1e.fedpeer.v1.PracticeRoundState\"%\n\x11\x43loseRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\")\n\x15GetComparisonsRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"o\n\x0bPracticeRow\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\x12\x15\n\rpractice_name\x18\x02 \x01(\t\x12\x10\n\x08locality\x18\x03 \x01(\t\x12\"\n\x03row\x18\x04 \x01(\x0b\x32\x15.fedpeer.v1.ResultRow\"?\n\x16GetComparisonsResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.fedpeer.v1.PracticeRow2\xc0\x04\n\x05\x41\x64min\x12i\n\x14\x43reateEnrolmentToken\x12\'.fedpeer.v1.CreateEnrolmentTokenRequest\x1a(.fedpeer.v1.CreateEnrolmentTokenResponse\x12T\n\rListPractices\x12 .fedpeer.v1.ListPracticesRequest\x1a!.fedpeer.v1.ListPracticesResponse\x12I\n\x0eRevokePractice\x12!.fedpeer.v1.RevokePracticeRequest\x1a\x14.fedpeer.v1.Practice\x12>\n\nStartRound\x12\x1d.fedpeer.v1.StartRoundRequest\x1a\x11.fedpeer.v1.Round\x12L\n\x0eGetRoundStatus\x12!.fedpeer.v1.GetRoundStatusRequest\x1a\x17.fedpeer.v1.RoundStatus\x12\x44\n\nCloseRound\x12\x1d.fedpeer.v1.CloseRoundRequest\x1a\x17.fedpeer.v1.RoundStatus\x12W\n\x0eGetComparisons\x12!.fedpeer.v1.GetComparisonsRequest\x1a\".fedpeer.v1.GetComparisonsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedpeer.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_STARTROUNDREQUEST'].fields_by_name['standard']._loaded_options = None
+  _globals['_STARTROUNDREQUEST'].fields_by_name['standard']._serialized_options = b'\030\001'
+  _globals['_STARTROUNDREQUEST'].fields_by_name['policy']._loaded_options = None
+  _globals['_STARTROUNDREQUEST'].fields_by_name['policy']._serialized_options = b'\030\001'
   _globals['_PRACTICE']._serialized_start=63
   _globals['_PRACTICE']._serialized_end=190
   _globals['_CREATEENROLMENTTOKENREQUEST']._serialized_start=192
@@ -45,21 +49,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVOKEPRACTICEREQUEST']._serialized_start=454
   _globals['_REVOKEPRACTICEREQUEST']._serialized_end=498
   _globals['_STARTROUNDREQUEST']._serialized_start=501
-  _globals['_STARTROUNDREQUEST']._serialized_end=653
-  _globals['_GETROUNDSTATUSREQUEST']._serialized_start=655
-  _globals['_GETROUNDSTATUSREQUEST']._serialized_end=696
-  _globals['_PRACTICEROUNDSTATE']._serialized_start=698
-  _globals['_PRACTICEROUNDSTATE']._serialized_end=782
-  _globals['_ROUNDSTATUS']._serialized_start=784
-  _globals['_ROUNDSTATUS']._serialized_end=896
-  _globals['_CLOSEROUNDREQUEST']._serialized_start=898
-  _globals['_CLOSEROUNDREQUEST']._serialized_end=935
-  _globals['_GETCOMPARISONSREQUEST']._serialized_start=937
-  _globals['_GETCOMPARISONSREQUEST']._serialized_end=978
-  _globals['_PRACTICEROW']._serialized_start=980
-  _globals['_PRACTICEROW']._serialized_end=1091
-  _globals['_GETCOMPARISONSRESPONSE']._serialized_start=1093
-  _globals['_GETCOMPARISONSRESPONSE']._serialized_end=1156
-  _globals['_ADMIN']._serialized_start=1159
-  _globals['_ADMIN']._serialized_end=1735
+  _globals['_STARTROUNDREQUEST']._serialized_end=661
+  _globals['_GETROUNDSTATUSREQUEST']._serialized_start=663
+  _globals['_GETROUNDSTATUSREQUEST']._serialized_end=704
+  _globals['_PRACTICEROUNDSTATE']._serialized_start=706
+  _globals['_PRACTICEROUNDSTATE']._serialized_end=790
+  _globals['_ROUNDSTATUS']._serialized_start=792
+  _globals['_ROUNDSTATUS']._serialized_end=904
+  _globals['_CLOSEROUNDREQUEST']._serialized_start=906
+  _globals['_CLOSEROUNDREQUEST']._serialized_end=943
+  _globals['_GETCOMPARISONSREQUEST']._serialized_start=945
+  _globals['_GETCOMPARISONSREQUEST']._serialized_end=986
+  _globals['_PRACTICEROW']._serialized_start=988
+  _globals['_PRACTICEROW']._serialized_end=1099
+  _globals['_GETCOMPARISONSRESPONSE']._serialized_start=1101
+  _globals['_GETCOMPARISONSRESPONSE']._serialized_end=1164
+  _globals['_ADMIN']._serialized_start=1167
+  _globals['_ADMIN']._serialized_end=1743
 # @@protoc_insertion_point(module_scope)

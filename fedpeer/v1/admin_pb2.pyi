@@ -19,6 +19,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
@@ -169,11 +174,24 @@ class StartRoundRequest(_message.Message):
     POLICY_FIELD_NUMBER: _builtins.int
     DEFINITIONS_FIELD_NUMBER: _builtins.int
     as_of: _builtins.str
-    standard: _builtins.bool
-    """a standard round's as_of must be a month end"""
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def standard(self) -> _builtins.bool:
+        """Every round's as_of is a month end no later than the last complete month; whether it is
+        standard is the agents' judgement from content hashes, never a flag.
+        """
+
+    @standard.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def standard(self, value: _builtins.bool) -> None:
+        """Every round's as_of is a month end no later than the last complete month; whether it is
+        standard is the agents' judgement from content hashes, never a flag.
+        """
+
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def policy(self) -> _common_pb2.DisclosurePolicy:
-        """absent means the default policy"""
+        """Refused when present: every round carries the network's policy, which no round varies."""
 
     @_builtins.property
     def definitions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.IndicatorDefinition]: ...

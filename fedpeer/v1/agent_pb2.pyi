@@ -19,6 +19,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
@@ -121,15 +126,34 @@ class SubmitRequest(_message.Message):
     POLICY_DIGEST_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
+    RELEASE_SIGNATURE_FIELD_NUMBER: _builtins.int
     round_id: _builtins.str
-    policy_digest: _builtins.str
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def policy_digest(self) -> _builtins.str: ...
+    @policy_digest.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def policy_digest(self, value: _builtins.str) -> None: ...
     idempotency_key: _builtins.str
-    """sha256 hex of the canonical content (fedpeer.collection.submission_digest); a resend of
-    the same content returns the same receipt, other content for the round is refused.
+    """sha256 hex of `release`; a resend of the same bytes returns the same receipt, other
+    bytes for the round are refused.
+    """
+    release: _builtins.bytes
+    """The canonical release document (fedpeer.collection.ReleaseDocument, format
+    fedpeer.release/2): exactly the bytes the practice previewed.
+    """
+    release_signature: _builtins.bytes
+    """ECDSA P-256 SHA-256 signature over `release` by the practice's own key, the key of
+    the client certificate the call arrives with.
     """
     @_builtins.property
-    def definition_hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def definition_hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Unsigned fields of the first agents; a submission without `release` is refused."""
+
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def rows(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ResultRow]: ...
     def __init__(
         self,
@@ -139,10 +163,12 @@ class SubmitRequest(_message.Message):
         policy_digest: _builtins.str = ...,
         rows: _abc.Iterable[_common_pb2.ResultRow] | None = ...,
         idempotency_key: _builtins.str = ...,
+        release: _builtins.bytes = ...,
+        release_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition_hashes", b"definition_hashes", "idempotency_key", b"idempotency_key", "policy_digest", b"policy_digest", "round_id", b"round_id", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition_hashes", b"definition_hashes", "idempotency_key", b"idempotency_key", "policy_digest", b"policy_digest", "release", b"release", "release_signature", b"release_signature", "round_id", b"round_id", "rows", b"rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -87,7 +87,8 @@ class AgentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Submit(self, request, context):
-        """Released rows for a round; the receipt comes back only after the store commit.
+        """A practice's signed release for a round; the receipt comes back only after the store
+        commit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

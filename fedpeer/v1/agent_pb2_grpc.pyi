@@ -41,7 +41,9 @@ class AgentStub:
     GetRound: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetRoundRequest, _common_pb2.Round]
     """The full signed round."""
     Submit: _grpc.UnaryUnaryMultiCallable[_agent_pb2.SubmitRequest, _common_pb2.Receipt]
-    """Released rows for a round; the receipt comes back only after the store commit."""
+    """A practice's signed release for a round; the receipt comes back only after the store
+    commit.
+    """
     ReportRefusal: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RefusalRequest, _agent_pb2.RefusalResponse]
     """The practice declines a round."""
 
@@ -55,7 +57,9 @@ class AgentAsyncStub(AgentStub):
     GetRound: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetRoundRequest, _common_pb2.Round]  # type: ignore[assignment]
     """The full signed round."""
     Submit: _aio.UnaryUnaryMultiCallable[_agent_pb2.SubmitRequest, _common_pb2.Receipt]  # type: ignore[assignment]
-    """Released rows for a round; the receipt comes back only after the store commit."""
+    """A practice's signed release for a round; the receipt comes back only after the store
+    commit.
+    """
     ReportRefusal: _aio.UnaryUnaryMultiCallable[_agent_pb2.RefusalRequest, _agent_pb2.RefusalResponse]  # type: ignore[assignment]
     """The practice declines a round."""
 
@@ -90,7 +94,9 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_pb2.SubmitRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Receipt, _abc.Awaitable[_common_pb2.Receipt]]:
-        """Released rows for a round; the receipt comes back only after the store commit."""
+        """A practice's signed release for a round; the receipt comes back only after the store
+        commit.
+        """
 
     @_abc_1.abstractmethod
     def ReportRefusal(

@@ -18,11 +18,18 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class DisclosurePolicy(_message.Message):
-    """The numbers of disclosure control for a round (fedpeer.policy.DisclosurePolicy)."""
+    """The numbers of disclosure control (fedpeer.policy.DisclosurePolicy): the network's,
+    pinned by an agent at enrolment; a round carries it and cannot vary it.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -170,11 +177,24 @@ class Round(_message.Message):
     SIGNATURE_FIELD_NUMBER: _builtins.int
     round_id: _builtins.str
     as_of: _builtins.str
-    standard: _builtins.bool
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def standard(self) -> _builtins.bool:
+        """Whether a round is standard is decided by the agent from its definitions' content
+        hashes, never by a flag.
+        """
+
+    @standard.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def standard(self, value: _builtins.bool) -> None:
+        """Whether a round is standard is decided by the agent from its definitions' content
+        hashes, never by a flag.
+        """
+
     created_at: _builtins.str
     signature: _builtins.bytes
     """ECDSA P-256 SHA-256 signature by the coordinator CA over the canonical manifest
-    (fedpeer.collection.round_manifest).
+    (fedpeer.collection.Round.manifest).
     """
     @_builtins.property
     def policy(self) -> Global___DisclosurePolicy: ...
@@ -216,6 +236,7 @@ class Receipt(_message.Message):
     practice_id: _builtins.str
     received_at: _builtins.str
     content_sha256: _builtins.str
+    """sha256 hex of the release document's bytes"""
     signature: _builtins.bytes
     """Signature by the coordinator CA over the canonical receipt (fedpeer.collection)."""
     def __init__(

@@ -22,19 +22,20 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from fedpeer.v1 import common_pb2 as fedpeer_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64peer/v1/enrolment.proto\x12\nfedpeer.v1\".\n\x0c\x45nrolRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\"S\n\rEnrolResponse\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61_chain_pem\x18\x03 \x01(\t2I\n\tEnrolment\x12<\n\x05\x45nrol\x12\x18.fedpeer.v1.EnrolRequest\x1a\x19.fedpeer.v1.EnrolResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64peer/v1/enrolment.proto\x12\nfedpeer.v1\x1a\x17\x66\x65\x64peer/v1/common.proto\".\n\x0c\x45nrolRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\"\x89\x01\n\rEnrolResponse\x12\x13\n\x0bpractice_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61_chain_pem\x18\x03 \x01(\t\x12\x34\n\x0enetwork_policy\x18\x04 \x01(\x0b\x32\x1c.fedpeer.v1.DisclosurePolicy2I\n\tEnrolment\x12<\n\x05\x45nrol\x12\x18.fedpeer.v1.EnrolRequest\x1a\x19.fedpeer.v1.EnrolResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedpeer.v1.enrolment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENROLREQUEST']._serialized_start=42
-  _globals['_ENROLREQUEST']._serialized_end=88
-  _globals['_ENROLRESPONSE']._serialized_start=90
-  _globals['_ENROLRESPONSE']._serialized_end=173
-  _globals['_ENROLMENT']._serialized_start=175
-  _globals['_ENROLMENT']._serialized_end=248
+  _globals['_ENROLREQUEST']._serialized_start=67
+  _globals['_ENROLREQUEST']._serialized_end=113
+  _globals['_ENROLRESPONSE']._serialized_start=116
+  _globals['_ENROLRESPONSE']._serialized_end=253
+  _globals['_ENROLMENT']._serialized_start=255
+  _globals['_ENROLMENT']._serialized_end=328
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ Enrolment: the one call an agent makes before it has a certificate.
 Served on its own port with server-only TLS; every other service requires mutual TLS.
 """
 
+from fedpeer.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 import builtins as _builtins
@@ -47,19 +48,27 @@ class EnrolResponse(_message.Message):
     PRACTICE_ID_FIELD_NUMBER: _builtins.int
     CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
     CA_CHAIN_PEM_FIELD_NUMBER: _builtins.int
+    NETWORK_POLICY_FIELD_NUMBER: _builtins.int
     practice_id: _builtins.str
     certificate_pem: _builtins.str
     ca_chain_pem: _builtins.str
+    @_builtins.property
+    def network_policy(self) -> _common_pb2.DisclosurePolicy:
+        """The network's disclosure policy; the agent pins it, and refuses a round that names
+        another, so that no round can set the policy question by question.
+        """
+
     def __init__(
         self,
         *,
         practice_id: _builtins.str = ...,
         certificate_pem: _builtins.str = ...,
         ca_chain_pem: _builtins.str = ...,
+        network_policy: _common_pb2.DisclosurePolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["network_policy", b"network_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_chain_pem", b"ca_chain_pem", "certificate_pem", b"certificate_pem", "practice_id", b"practice_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_chain_pem", b"ca_chain_pem", "certificate_pem", b"certificate_pem", "network_policy", b"network_policy", "practice_id", b"practice_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,123 @@
+"""The coordinator's check of a signed release, before anything of it is stored.
+
+The agent applies disclosure control; this is the second line (DESIGN.md principle 1),
+and the place where a release is tied to the round it answers:
+
+1. the signature is the sending practice's, over exactly the bytes received, by the key
+   of the certificate the call arrived with, and the document names that practice, that
+   round and its reference date (so practice A's release sent over B's channel fails);
+2. it answers each of the round's definitions once, under the definition's own id, and
+   under a policy at least as strict as the network's;
+3. every row is one the definition renders to (no unknown indicator or category, none
+   twice), counts are whole, not negative and below a ceiling, a proportion's numerator is
+   not above its denominator, and a mean is finite and at the released precision;
+4. the rows of each policy pass ``fedpeer.disclosure.check_release``.
+
+Errors name the place and the rule, never a value from the release.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from functools import lru_cache
+
+from cryptography import x509
+
+from fedpeer.collection import ReleaseDocument, Round, SignedRelease
+from fedpeer.definitions import IndicatorDefinition, deserialize
+from fedpeer.disclosure import check_release, round_mean
+from fedpeer.errors import DisclosureViolation, IdentityError, RoundError
+from fedpeer.measures import Kind
+from fedpeer.policy import DisclosurePolicy
+from fedpeer.release import ResultRow, row_keys
+from fedpeer.signing import verify_bytes
+
+# No practice in England has ten million of anything a round counts; a count above this is
+# a broken or hostile sender, and would overflow sums in the comparisons.
+COUNT_CEILING = 10_000_000
+SHOWN = 5  # violations named in one error
+
+
+@lru_cache(maxsize=256)
+def _definition(body: bytes) -> IndicatorDefinition:
+    return deserialize(body)
+
+
+def verified_document(
+    signed: SignedRelease, sender: x509.Certificate, practice_id: str, round_: Round
+) -> ReleaseDocument:
+    """The release document, once its signature and addressing are the sender's and round's."""
+    verify_bytes(sender, signed.document, signed.signature, "the practice")
+    document = ReleaseDocument.from_bytes(signed.document)
+    if document.practice_id != practice_id:
+        raise IdentityError("the release is signed for another practice than the sender")
+    if document.round_id != round_.round_id or document.as_of != round_.as_of:
+        raise RoundError(f"round {round_.round_id}: the release answers another round")
+    return document
+
+
+def _row_problems(row: ResultRow, kind: Kind) -> list[str]:
+    where = f"{row.indicator}" + (f" [{row.category}]" if row.category else "")
+    problems = []
+    for column in ("numerator", "denominator", "count"):
+        value = getattr(row, column)
+        if value is not None and not 0 <= value <= COUNT_CEILING:
+            problems.append(f"{where} {column}: not a plausible count")
+    if (
+        kind is Kind.PROPORTION
+        and row.numerator is not None
+        and row.denominator is not None
+        and row.numerator > row.denominator
+    ):
+        problems.append(f"{where} numerator: above the denominator")
+    for column in ("mean", "value"):
+        value = getattr(row, column)
+        if value is not None and not math.isfinite(value):
+            problems.append(f"{where} {column}: not a finite number")
+    if row.mean is not None and math.isfinite(row.mean) and row.mean != round_mean(row.mean):
+        problems.append(f"{where} mean: not at the released precision")
+    return problems
+
+
+def check_document(document: ReleaseDocument, round_: Round) -> None:
+    """Raise unless the release answers exactly the round's definitions, plausibly and safely."""
+    by_hash = {d.content_hash: d for d in round_.definitions}
+    answered = [a.definition_hash for a in document.answers]
+    if sorted(answered) != sorted(by_hash):
+        raise RoundError(
+            f"round {round_.round_id}: the release does not answer the round's definitions "
+            "each exactly once"
+        )
+    problems: list[str] = []
+    by_policy: dict[DisclosurePolicy, list[ResultRow]] = defaultdict(list)
+    for answer in document.answers:
+        doc = by_hash[answer.definition_hash]
+        defn = _definition(doc.body)
+        if answer.indicator != doc.id:
+            problems.append(f"{answer.indicator}: answers the round's {doc.id}")
+            continue
+        if not answer.policy.at_least_as_strict_as(round_.policy):
+            problems.append(f"{doc.id}: released under a looser policy than the network's")
+        keys = [(r.indicator, r.category) for r in answer.rows]
+        expected = set(row_keys(defn))
+        if set(keys) != expected or len(keys) != len(expected):
+            extra, missing = sorted(set(keys) - expected), sorted(expected - set(keys))
+            if extra:
+                problems.append(f"{extra[0][0]} [{extra[0][1]}]: not a row of {doc.id}")
+            elif missing:
+                problems.append(f"{missing[0][0]} [{missing[0][1]}]: missing")
+            else:
+                problems.append(f"{doc.id}: a row is sent twice")
+            continue
+        for row in answer.rows:
+            problems.extend(_row_problems(row, defn.kind))
+        by_policy[answer.policy].extend(answer.rows)
+    if not problems:
+        for policy, rows in by_policy.items():
+            problems.extend(str(v) for v in check_release(rows, policy))
+    if problems:
+        more = f" (and {len(problems) - SHOWN} more)" if len(problems) > SHOWN else ""
+        raise DisclosureViolation(
+            "the release breaks the round's rules: " + "; ".join(problems[:SHOWN]) + more
+        )
