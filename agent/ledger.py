@@ -27,7 +27,6 @@ The pipeline reads the ledger once (``known``) and writes a round once (``record
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 import sqlite3
@@ -45,7 +44,10 @@ from fedpeer.release import ResultRow
 
 LEDGER_FILE = "ledger.sqlite"
 SCHEMA_VERSION = "2"
-MEMBER_DIGEST_BYTES = 16
+# A member is kept as 8 bytes of keyed BLAKE2b: among a million units, the chance that
+# any two share a digest is about 3 in 100 million; a year of a 100,000-patient
+# practice's sets then fits in a few hundred MiB.
+MEMBER_DIGEST_BYTES = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -438,7 +440,7 @@ class Ledger:
         """Salted, truncated hashes of unit ids; the salt never leaves this ledger."""
         salt = self._salt()
         return frozenset(
-            hmac.new(salt, uid.encode(), hashlib.sha256).digest()[:MEMBER_DIGEST_BYTES]
+            hashlib.blake2b(uid.encode(), key=salt, digest_size=MEMBER_DIGEST_BYTES).digest()
             for uid in ids
         )
 
