@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "agent.cli_synth",
     "agent.cli_indicators",
     "agent.cli_airlock",
+    "agent.cli_studies",
 )
 
 
@@ -56,13 +57,7 @@ def compute(
 
 def _register_commands() -> None:
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(name).register(app)
 
 
 def main() -> None:

@@ -9,16 +9,23 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from agent.client import Agent, enrol, split_address
+from agent.client import Agent, enrol
 from agent.pipeline import RoundPipeline
+from agent.studies import StudyWorker
+from fedpeer.channel import split_address
 
 console = Console(highlight=False)
 
 
 def practice_agent(home: Path, extract: str) -> Agent:
-    """An enrolled agent answering rounds from this practice's extract."""
+    """An enrolled agent answering rounds and studies from this practice's extract."""
     pipeline = RoundPipeline(extract, home)
-    return Agent(home, pipeline.prepare, on_acknowledged=pipeline.acknowledged)
+    return Agent(
+        home,
+        pipeline.prepare,
+        on_acknowledged=pipeline.acknowledged,
+        studies=StudyWorker(home, extract),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -30,23 +31,19 @@ from agent.identity_store import AgentHome, AgentIdentity
 from agent.outbox import ACKNOWLEDGED, REFUSAL, REJECTED, SUBMISSION, Outbox, OutboxEntry
 from fedpeer import wire
 from fedpeer.canonical import sha256_hex
-from fedpeer.channel import secure_channel
+from fedpeer.channel import secure_channel, split_address, translate
 from fedpeer.collection import (
     Receipt,
     Refusal,
     ReleaseDocument,
     Round,
-    RoundClosed,
     SignedRelease,
-    SubmissionConflict,
-    UnknownRound,
 )
 from fedpeer.errors import (
     CoordinatorUnreachable,
     EnrolmentError,
     FedpeerError,
     IdentityError,
-    RoundError,
 )
 from fedpeer.identity import (
     ROLE_PRACTICE,
@@ -65,6 +62,9 @@ from fedpeer.policy import DisclosurePolicy
 from fedpeer.signing import sign_bytes, verify
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2, enrolment_pb2, enrolment_pb2_grpc
 
+if TYPE_CHECKING:  # the study worker reads extracts; the client itself never does
+    from agent.studies import StudyWorker
+
 log = logging.getLogger("fedpeer.agent")
 
 PrepareResult = ReleaseDocument | Refusal
@@ -73,58 +73,6 @@ Prepare = Callable[[Round], PrepareResult | Awaitable[PrepareResult]]
 Acknowledged = Callable[[str, Receipt, str], None]
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 CALL_TIMEOUT = 30.0
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """HOST and PORT of ``HOST:PORT`` (``[v6]:PORT`` too)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise CoordinatorUnreachable(f"{address!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def translate(exc: grpc.aio.AioRpcError, address: str, probe: bool = False) -> FedpeerError:
-    """A gRPC failure as the domain error a person can act on.
-
-    With ``probe``, an UNAVAILABLE is told apart by a plain TCP connect: a server that
-    accepts TCP but drops the TLS handshake is refusing this agent's certificate (gRPC
-    reports only "Socket closed" then).
-    """
-    code, details = exc.code(), exc.details() or ""
-    host, port = split_address(address)
-    if code == grpc.StatusCode.UNAVAILABLE:
-        lowered = details.lower()
-        handshake = "handshake" in lowered or "ssl" in lowered or "certificate" in lowered
-        if handshake or (probe and _port_open(host, port)):
-            return IdentityError(
-                f"the TLS handshake with the coordinator at {address} failed: it does not "
-                "accept this agent's certificate (from another CA, expired, or for another "
-                "coordinator), or its certificate is not from the CA this agent enrolled "
-                "with; re-enrol with a new token if this persists"
-            )
-        return CoordinatorUnreachable(
-            f"cannot reach the coordinator at {host}:{port}: is it running, and does the "
-            f"firewall allow outbound connections to port {port}?"
-        )
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return CoordinatorUnreachable(f"the coordinator at {address} did not answer in time")
-    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
-        return IdentityError(f"the coordinator refused this agent: {details}")
-    if code == grpc.StatusCode.NOT_FOUND:
-        return UnknownRound(details)
-    if code == grpc.StatusCode.ALREADY_EXISTS:
-        return SubmissionConflict(details)
-    if code == grpc.StatusCode.FAILED_PRECONDITION and "closed" in details:
-        return RoundClosed(details)
-    return RoundError(f"the coordinator refused the request ({code.name}): {details}")
 
 
 # Enrolment
@@ -236,8 +184,12 @@ class Agent:
         backoff_seconds: float = 0.5,
         max_backoff_seconds: float = 30.0,
         on_acknowledged: Acknowledged | None = None,
+        studies: StudyWorker | None = None,
+        study_poll_seconds: float = 30.0,
     ) -> None:
         self.home = AgentHome(home)
+        self._studies = studies
+        self._study_poll = study_poll_seconds
         self._on_acknowledged = on_acknowledged
         self.identity = self.home.load()
         self.outbox = Outbox(self.home.outbox_path)
@@ -277,6 +229,8 @@ class Agent:
                 )
                 for announcement in listed.rounds:
                     outcomes.append(await self.handle_round(stub, announcement.round_id))
+                if self._studies is not None:
+                    await self._studies.run(stub, self.identity)
                 return outcomes
 
         return await self._retrying(attempt)
@@ -292,10 +246,12 @@ class Agent:
                     await self._flush(stub)
                     watch = stub.WatchRounds(agent_pb2.WatchRoundsRequest())
                     stopper = asyncio.create_task(stop.wait())
+                    studying = asyncio.create_task(self._study_loop(stub))
                     try:
                         await self._follow(stub, watch, stopper)
                     finally:
                         stopper.cancel()
+                        studying.cancel()
                         watch.cancel()
                 delay = self._backoff
                 if not stop.is_set():
@@ -312,6 +268,17 @@ class Agent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, self._max_backoff)
+
+    async def _study_loop(self, stub: agent_pb2_grpc.AgentStub) -> None:
+        """Take the due study steps every ``study_poll_seconds`` while connected."""
+        if self._studies is None:
+            return
+        while True:
+            try:
+                await self._studies.run(stub, self.identity)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("event=study_poll_failed reason=%s", exc.code().name)
+            await asyncio.sleep(self._study_poll)
 
     async def _follow(
         self,

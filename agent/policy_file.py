@@ -18,6 +18,12 @@
     [privacy]
     budget_rho = 1.0        # total zero-concentrated privacy loss this practice will spend
 
+    [studies]
+    mode = "hold"           # hold every study for `fedpeer-agent study approve` (default),
+                            #   "accept" studies from the owners below (others are held),
+                            #   or "decline" every study
+    owners = ["Dr A Analyst, University of Example"]
+
 Every key is optional; a missing file or table means the defaults. A value looser than the
 default is an error naming the key, not silently raised. The policy a release is made
 under is the network's (pinned at enrolment) tightened by this one
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from fedpeer.errors import PolicyError
@@ -39,6 +46,26 @@ AGENT_TOML = "agent.toml"
 DEFAULT_QUESTIONS_PER_MONTH = 20
 
 
+class StudyMode(StrEnum):
+    """What the agent does with a study it has not decided on."""
+
+    HOLD = "hold"  # wait for `fedpeer-agent study approve` or `decline`
+    ACCEPT = "accept"  # join studies from the named owners; hold the others
+    DECLINE = "decline"  # decline every study
+
+
+@dataclass(frozen=True)
+class StudyRule:
+    """The practice's rule for new studies."""
+
+    mode: StudyMode = StudyMode.HOLD
+    owners: tuple[str, ...] = ()
+
+    def accepts(self, owner: str) -> bool:
+        """True when a study from ``owner`` is joined without asking."""
+        return self.mode is StudyMode.ACCEPT and owner in self.owners
+
+
 @dataclass(frozen=True)
 class PracticeSettings:
     """What the practice decides in agent.toml."""
@@ -46,6 +73,7 @@ class PracticeSettings:
     policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
     questions_per_month: int = DEFAULT_QUESTIONS_PER_MONTH
     budget_rho: float | None = None  # no noisy releases without one
+    studies: StudyRule = field(default_factory=StudyRule)
 
 
 def _table(data: dict[str, object], name: str, source: str) -> dict[str, object]:
@@ -68,7 +96,29 @@ def parse_settings(data: dict[str, object], source: str = AGENT_TOML) -> Practic
     budget = _table(data, "privacy", source).get("budget_rho")
     if budget is not None and (type(budget) not in (int, float) or budget <= 0):
         raise PolicyError(f"{source}: privacy.budget_rho must be a positive number")
-    return PracticeSettings(policy, per_month, None if budget is None else float(budget))
+    return PracticeSettings(
+        policy,
+        per_month,
+        None if budget is None else float(budget),
+        _study_rule(_table(data, "studies", source), source),
+    )
+
+
+def _study_rule(table: dict[str, object], source: str) -> StudyRule:
+    unknown = sorted(set(table) - {"mode", "owners"})
+    if unknown:
+        raise PolicyError(f"{source}: unknown key studies.{unknown[0]}")
+    mode = table.get("mode", StudyMode.HOLD.value)
+    if mode not in {m.value for m in StudyMode}:
+        raise PolicyError(
+            f"{source}: studies.mode must be one of {', '.join(m.value for m in StudyMode)}"
+        )
+    owners = table.get("owners", [])
+    if not isinstance(owners, list) or not all(isinstance(o, str) and o for o in owners):
+        raise PolicyError(f"{source}: studies.owners must be a list of owner names")
+    if owners and mode != StudyMode.ACCEPT:
+        raise PolicyError(f'{source}: studies.owners needs mode = "accept"')
+    return StudyRule(StudyMode(mode), tuple(owners))
 
 
 def load_settings(home: Path) -> PracticeSettings:

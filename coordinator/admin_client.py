@@ -14,11 +14,10 @@ from types import TracebackType
 import grpc
 import pandas as pd
 
-from agent.client import translate
 from coordinator.ca import CoordinatorHome
 from coordinator.store import FRAME_COLUMNS
 from fedpeer import wire
-from fedpeer.channel import secure_channel
+from fedpeer.channel import secure_channel, translate
 from fedpeer.collection import DefinitionDocument, Round
 from fedpeer.errors import CoordinatorUnreachable
 from fedpeer.v1 import admin_pb2, admin_pb2_grpc
@@ -130,6 +129,60 @@ class AdminClient:
         )
         assert isinstance(response, admin_pb2.GetComparisonsResponse)
         return list(response.rows)
+
+    # -- studies ------------------------------------------------------------------------
+
+    async def create_study(
+        self,
+        *,
+        owner: str,
+        title: str,
+        purpose: str,
+        as_of: dt.date,
+        min_practices: int,
+        definitions: Iterable[DefinitionDocument],
+        budget_rho: float = 0.0,
+    ) -> admin_pb2.StudySummary:
+        """Create a draft study."""
+        request = admin_pb2.CreateStudyRequest(
+            owner=owner,
+            title=title,
+            purpose=purpose,
+            as_of=as_of.isoformat(),
+            min_practices=min_practices,
+            budget_rho=budget_rho,
+            definitions=[wire.definition_to_proto(d) for d in definitions],
+        )
+        return await self._study("CreateStudy", request)
+
+    async def open_study(self, study_id: str) -> admin_pb2.StudySummary:
+        """Open a draft study to practices."""
+        return await self._study("OpenStudy", admin_pb2.StudyRequest(study_id=study_id))
+
+    async def close_study(self, study_id: str) -> admin_pb2.StudySummary:
+        """Close a study to joining; the secure aggregation starts."""
+        return await self._study("CloseStudy", admin_pb2.StudyRequest(study_id=study_id))
+
+    async def study(self, study_id: str) -> admin_pb2.StudySummary:
+        """A study's document, state and members."""
+        return await self._study("GetStudy", admin_pb2.StudyRequest(study_id=study_id))
+
+    async def studies(self) -> list[admin_pb2.StudySummary]:
+        """Every study."""
+        response = await self._call("ListStudies", admin_pb2.ListStudiesAdminRequest())
+        assert isinstance(response, admin_pb2.ListStudiesAdminResponse)
+        return list(response.studies)
+
+    async def study_results(self, study_id: str) -> admin_pb2.StudyResults:
+        """A published study's pooled rows."""
+        response = await self._call("GetStudyResults", admin_pb2.StudyRequest(study_id=study_id))
+        assert isinstance(response, admin_pb2.StudyResults)
+        return response
+
+    async def _study(self, method: str, request: object) -> admin_pb2.StudySummary:
+        response = await self._call(method, request)
+        assert isinstance(response, admin_pb2.StudySummary)
+        return response
 
 
 def rows_frame(rows: Iterable[admin_pb2.PracticeRow]) -> pd.DataFrame:

@@ -19,11 +19,16 @@ from rich.table import Table
 
 from coordinator.admin_client import AdminClient, recorded_address, rows_frame
 from coordinator.ca import CoordinatorHome, init_home
+from coordinator.comparisons import build_comparison
+from coordinator.console import print_comparison_table
 from coordinator.server import CoordinatorConfig, RunningCoordinator, serve
 from coordinator.store import Store
+from coordinator.study_client import export, results_frame
 from fedpeer.cli_support import parse_date, run_app
 from fedpeer.collection import DefinitionDocument
-from fedpeer.definitions import load_round_set, serialize
+from fedpeer.definitions import load_definition, load_round_set, serialize
+from fedpeer.identity import cert_to_pem, key_to_pem
+from fedpeer.studies import Study
 from fedpeer.v1 import admin_pb2
 
 app = typer.Typer(
@@ -35,8 +40,15 @@ app = typer.Typer(
 )
 practice_app = typer.Typer(help="Invite and list practices.", no_args_is_help=True)
 round_app = typer.Typer(help="Start, follow and close collection rounds.", no_args_is_help=True)
+study_app = typer.Typer(
+    help="Studies: an analyst's questions, answered only as sums over practices.",
+    no_args_is_help=True,
+)
+analyst_app = typer.Typer(help="Certificates for analysts who own studies.", no_args_is_help=True)
 app.add_typer(practice_app, name="practice")
 app.add_typer(round_app, name="round")
+app.add_typer(study_app, name="study")
+app.add_typer(analyst_app, name="analyst")
 console = Console(highlight=False)
 
 T = TypeVar("T")
@@ -204,12 +216,7 @@ def comparisons(
     """Compare the practices that released results in a round."""
     rows = _admin_call(home, coordinator, lambda c: c.comparisons(round_id))
     frame = rows_frame(rows)
-    try:
-        from coordinator.comparisons import build_comparison
-        from coordinator.console import print_comparison_table
-    except ImportError:  # pragma: no cover - the comparisons module lands separately
-        build_comparison = None  # type: ignore[assignment]
-    if build_comparison is not None and not frame.empty:
+    if not frame.empty:
         comparison = build_comparison(frame, round_label=round_id)
         print_comparison_table(comparison, console)
         return
@@ -217,6 +224,162 @@ def comparisons(
     for record in frame.astype(object).where(frame.notna(), "").itertuples(index=False):
         table.add_row(*(str(v) for v in record))
     console.print(table)
+
+
+# -- studies ----------------------------------------------------------------------------
+
+
+def _print_study(summary: admin_pb2.StudySummary) -> None:
+    study = Study.from_bytes(summary.study)
+    console.print(f"Study {study.study_id}: {study.title}")
+    console.print(f"  owner: {study.owner}")
+    console.print(f"  purpose: {study.purpose}")
+    console.print(
+        f"  as of {study.as_of}; at least {study.min_practices} practices; "
+        f"privacy budget {study.budget_rho or 'none (no noise)'}"
+    )
+    console.print(f"  definitions: {', '.join(d.id for d in study.definitions)}")
+    stage = f", stage {summary.stage}" if summary.stage else ""
+    console.print(
+        f"  state: {summary.state}{stage}" + (f" ({summary.detail})" if summary.detail else "")
+    )
+    if summary.members:
+        joined = sum(m.state == "joined" for m in summary.members)
+        console.print(f"  members: {joined} joined of {len(summary.members)} that answered")
+
+
+@study_app.command("create")
+def study_create(
+    definitions: list[Path] = typer.Argument(
+        ..., help="Definition files (TOML, codelists in codelists/ beside them)."
+    ),
+    owner: str = typer.Option(..., "--owner", help="The analyst who owns the study."),
+    title: str = typer.Option(..., "--title", help="The study's title, in plain words."),
+    purpose: str = typer.Option(..., "--purpose", help="Why it is asked, in plain words."),
+    as_of: str = typer.Option(..., "--as-of", help="Reference date: a month end, YYYY-MM-DD."),
+    min_practices: int = typer.Option(
+        10, "--min-practices", help="Publish only a sum over at least this many practices."
+    ),
+    budget_rho: float = typer.Option(
+        0.0, "--budget-rho", help="Privacy budget for noise on the pooled counts (0: none)."
+    ),
+    home: Path = HOME,
+    coordinator: str | None = COORDINATOR,
+) -> None:
+    """Create a draft study; `study open` shows it to practices."""
+    day = parse_date(as_of, "--as-of")
+    documents = []
+    for path in definitions:
+        if not path.is_file():
+            raise typer.BadParameter(f"{path}: no such definition file")
+        definition = load_definition(path)
+        documents.append(DefinitionDocument.of(definition.id, serialize(definition)))
+    summary = _admin_call(
+        home,
+        coordinator,
+        lambda c: c.create_study(
+            owner=owner,
+            title=title,
+            purpose=purpose,
+            as_of=day,
+            min_practices=min_practices,
+            definitions=documents,
+            budget_rho=budget_rho,
+        ),
+    )
+    _print_study(summary)
+
+
+@study_app.command("show")
+def study_show(
+    study_id: str = typer.Argument(..., help="Study id."),
+    home: Path = HOME,
+    coordinator: str | None = COORDINATOR,
+) -> None:
+    """A study: what it asks, of whom, and where it stands."""
+    _print_study(_admin_call(home, coordinator, lambda c: c.study(study_id)))
+
+
+@study_app.command("list")
+def study_list(home: Path = HOME, coordinator: str | None = COORDINATOR) -> None:
+    """Every study."""
+    table = Table("study", "title", "owner", "as of", "state", "joined")
+    for summary in _admin_call(home, coordinator, lambda c: c.studies()):
+        study = Study.from_bytes(summary.study)
+        joined = sum(m.state == "joined" for m in summary.members)
+        table.add_row(
+            study.study_id, study.title, study.owner, str(study.as_of), summary.state, str(joined)
+        )
+    console.print(table)
+
+
+@study_app.command("open")
+def study_open(
+    study_id: str = typer.Argument(..., help="Study id."),
+    home: Path = HOME,
+    coordinator: str | None = COORDINATOR,
+) -> None:
+    """Show a draft study to practices, who may join it."""
+    _print_study(_admin_call(home, coordinator, lambda c: c.open_study(study_id)))
+
+
+@study_app.command("close")
+def study_close(
+    study_id: str = typer.Argument(..., help="Study id."),
+    home: Path = HOME,
+    coordinator: str | None = COORDINATOR,
+) -> None:
+    """Close a study to joining: the secure aggregation among its members starts."""
+    _print_study(_admin_call(home, coordinator, lambda c: c.close_study(study_id)))
+
+
+@study_app.command("results")
+def study_results(
+    study_id: str = typer.Argument(..., help="Study id."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the results to a .csv or .parquet file."
+    ),
+    home: Path = HOME,
+    coordinator: str | None = COORDINATOR,
+) -> None:
+    """A published study's pooled results (never any single practice's)."""
+    frame = results_frame(_admin_call(home, coordinator, lambda c: c.study_results(study_id)))
+    if out is not None:
+        if out.suffix not in (".csv", ".parquet"):
+            raise typer.BadParameter(f"{out.name}: write to a .csv or .parquet file")
+        if not out.parent.is_dir():
+            raise typer.BadParameter(f"{out.parent}: no such folder")
+        export(frame, out)
+        console.print(f"Wrote {len(frame)} rows to {out}")
+        return
+    console.print(
+        f"Study {study_id}: pooled over {frame.attrs['practices']} practices, "
+        f"published {frame.attrs['published_at']}"
+    )
+    table = Table(*frame.columns)
+    for record in frame.astype(object).where(frame.notna(), "").itertuples(index=False):
+        table.add_row(*(str(v) for v in record))
+    console.print(table)
+
+
+@analyst_app.command("add")
+def analyst_add(
+    name: str = typer.Argument(..., help="The analyst's name, exactly as studies name owners."),
+    out: Path = typer.Option(..., "--out", help="A new folder for the analyst's key and cert."),
+    home: Path = HOME,
+) -> None:
+    """Issue an analyst certificate: it reads the pooled results of its own studies only."""
+    if out.exists() and any(out.iterdir()):
+        raise typer.BadParameter(f"{out} is not empty; choose a new folder")
+    ca = CoordinatorHome(home).load_ca()
+    key, cert = ca.issue_analyst(name)
+    out.mkdir(parents=True, exist_ok=True)
+    key_path = out / "analyst.key"
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(key_to_pem(key))
+    (out / "analyst.crt").write_bytes(cert_to_pem(cert))
+    (out / "ca.crt").write_bytes(ca.cert_pem)
+    console.print(f"Analyst {name}: key and certificate in {out} (keep the key private)")
 
 
 def main() -> None:

@@ -32,7 +32,9 @@ from coordinator.services.admin import AdminServicer
 from coordinator.services.agent import AgentServicer, RoundAnnouncer
 from coordinator.services.auth import AuthInterceptor
 from coordinator.services.enrolment import EnrolmentServicer
+from coordinator.services.studies import AnalystServicer, StudyClock
 from coordinator.store import Store
+from coordinator.studies import StudyBook
 from fedpeer.channel import server_credentials, server_options
 from fedpeer.errors import StoreError
 from fedpeer.identity import CertificateAuthority
@@ -40,7 +42,12 @@ from fedpeer.policy import DisclosurePolicy
 from fedpeer.v1 import admin_pb2_grpc, agent_pb2_grpc, enrolment_pb2_grpc
 
 log = logging.getLogger("fedpeer.coordinator")
-SERVICE_NAMES = ("fedpeer.v1.Agent", "fedpeer.v1.Admin", "fedpeer.v1.Enrolment")
+SERVICE_NAMES = (
+    "fedpeer.v1.Agent",
+    "fedpeer.v1.Admin",
+    "fedpeer.v1.Analyst",
+    "fedpeer.v1.Enrolment",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class CoordinatorConfig:
     grace_seconds: float = 5.0
     check_releases: bool = True  # check every release against its round (release_check)
     network_policy: DisclosurePolicy | None = None  # from the home's network.toml when None
+    study_step_seconds: float = 300.0  # a study stage's time before it moves on without some
+    study_tick_seconds: float = 1.0  # how often the study clock looks
 
 
 @dataclass
@@ -71,6 +80,7 @@ class RunningCoordinator:
     _servers: list[grpc.aio.Server] = field(default_factory=list, repr=False)
     _health: health.aio.HealthServicer | None = field(default=None, repr=False)
     _announcer: RoundAnnouncer | None = field(default=None, repr=False)
+    _clock: StudyClock | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -90,6 +100,8 @@ class RunningCoordinator:
         self._servers.clear()
         if self._announcer is not None:
             await self._announcer.stop()
+        if self._clock is not None:
+            await self._clock.stop()
         self.store.close()
         log.info("event=stopped")
 
@@ -121,12 +133,19 @@ async def start_coordinator(
     network_policy = config.network_policy or home.network_policy()
     check = document_check or (check_document if config.check_releases else None)
 
+    book = StudyBook(store, network_policy)
+    step = config.study_step_seconds
+    clock = StudyClock(book, step, config.study_tick_seconds)
+
     health_servicer = health.aio.HealthServicer()
     main = grpc.aio.server(options=server_options(), interceptors=[AuthInterceptor(store)])
-    agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(store, ca, announcer, check), main)
-    admin_pb2_grpc.add_AdminServicer_to_server(
-        AdminServicer(store, ca, announcer, network_policy), main
+    agent_pb2_grpc.add_AgentServicer_to_server(
+        AgentServicer(store, ca, announcer, book, check, step), main
     )
+    admin_pb2_grpc.add_AdminServicer_to_server(
+        AdminServicer(store, ca, announcer, network_policy, book, step), main
+    )
+    admin_pb2_grpc.add_AnalystServicer_to_server(AnalystServicer(book), main)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, main)
     port = _bind(
         main,
@@ -143,6 +162,7 @@ async def start_coordinator(
     enrol_port = _bind(enrol, config.host, config.enrol_port, server_credentials(key_pem, cert_pem))
 
     await announcer.start()
+    await clock.start()
     await main.start()
     await enrol.start()
     for name in ("", *SERVICE_NAMES):
@@ -155,7 +175,16 @@ async def start_coordinator(
         store.engine.url.render_as_string(hide_password=True),
     )
     return RunningCoordinator(
-        config.host, port, enrol_port, store, ca, home, [main, enrol], health_servicer, announcer
+        config.host,
+        port,
+        enrol_port,
+        store,
+        ca,
+        home,
+        [main, enrol],
+        health_servicer,
+        announcer,
+        clock,
     )
 
 

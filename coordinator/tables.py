@@ -89,6 +89,58 @@ refusals = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("received_at", _TS, nullable=False),
 )
+# Studies (issue 8): only the pooled result is ever stored in the clear. A practice's
+# masked vector is uniformly random on its own; its shares are encrypted to other
+# practices, or (unmasking) reveal only what removes the survivors' masks.
+studies = sa.Table(
+    "studies",
+    metadata,
+    sa.Column("study_id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("document", sa.LargeBinary, nullable=False),  # fedpeer.studies.Study, canonical
+    sa.Column("signature", sa.LargeBinary, nullable=False),  # by the coordinator's CA key
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("stage", sa.String(16), nullable=False, server_default=""),
+    sa.Column("stage_started_at", _TS),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", _TS, nullable=False),
+)
+study_members = sa.Table(
+    "study_members",
+    metadata,
+    sa.Column("study_id", sa.ForeignKey("studies.study_id"), primary_key=True),
+    sa.Column("practice_id", sa.ForeignKey("practices.practice_id"), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+study_steps = sa.Table(
+    "study_steps",
+    metadata,
+    # Each practice's signed step per stage, byte for byte (fedpeer.studies.Step).
+    sa.Column("study_id", sa.ForeignKey("studies.study_id"), primary_key=True),
+    sa.Column("stage", sa.String(16), primary_key=True),
+    sa.Column("practice_id", sa.ForeignKey("practices.practice_id"), primary_key=True),
+    sa.Column("message", sa.LargeBinary, nullable=False),
+    sa.Column("signature", sa.LargeBinary, nullable=False),
+    sa.Column("received_at", _TS, nullable=False),
+)
+study_shares = sa.Table(
+    "study_shares",
+    metadata,
+    # The round-1 ciphertexts of each SHARES step, by receiver (each encrypted to it alone).
+    sa.Column("study_id", sa.ForeignKey("studies.study_id"), primary_key=True),
+    sa.Column("receiver", sa.String(64), primary_key=True),
+    sa.Column("sender", sa.String(64), primary_key=True),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+)
+study_results = sa.Table(
+    "study_results",
+    metadata,
+    sa.Column("study_id", sa.ForeignKey("studies.study_id"), primary_key=True),
+    sa.Column("rows", sa.LargeBinary, nullable=False),  # pooled rows, canonical JSON
+    sa.Column("practices", sa.Integer, nullable=False),
+    sa.Column("published_at", _TS, nullable=False),
+)
 
 __all__ = [
     "enrolment_tokens",
@@ -98,5 +150,10 @@ __all__ = [
     "released_rows",
     "round_definitions",
     "rounds",
+    "studies",
+    "study_members",
+    "study_results",
+    "study_shares",
+    "study_steps",
     "submissions",
 ]

@@ -2,12 +2,18 @@
 
 Both sides import these factories so their options agree: the agent pings to keep its
 long-lived round subscription alive through NAT and firewalls, and the server permits
-those pings rather than closing the connection for "too many pings".
+those pings rather than closing the connection for "too many pings". ``translate`` turns
+a failed call into the domain error a person can act on, for every client alike.
 """
 
 from __future__ import annotations
 
+import socket
+
 import grpc
+
+from fedpeer.collection import RoundClosed, SubmissionConflict, UnknownRound
+from fedpeer.errors import CoordinatorUnreachable, FedpeerError, IdentityError, RoundError
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # a round with many definitions, or a large submission
 KEEPALIVE_MS = 30_000
@@ -74,3 +80,58 @@ def secure_channel(
         root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
     )
     return grpc.aio.secure_channel(address, credentials, options=channel_options(server_name))
+
+
+# -- failures as sentences a person can act on (both sides' clients) --------------
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """HOST and PORT of ``HOST:PORT`` (``[v6]:PORT`` too)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise CoordinatorUnreachable(f"{address!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def translate(exc: grpc.aio.AioRpcError, address: str, probe: bool = False) -> FedpeerError:
+    """A gRPC failure as the domain error a person can act on.
+
+    With ``probe``, an UNAVAILABLE is told apart by a plain TCP connect: a server that
+    accepts TCP but drops the TLS handshake is refusing this agent's certificate (gRPC
+    reports only "Socket closed" then).
+    """
+    code, details = exc.code(), exc.details() or ""
+    host, port = split_address(address)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        lowered = details.lower()
+        handshake = "handshake" in lowered or "ssl" in lowered or "certificate" in lowered
+        if handshake or (probe and _port_open(host, port)):
+            return IdentityError(
+                f"the TLS handshake with the coordinator at {address} failed: it does not "
+                "accept this agent's certificate (from another CA, expired, or for another "
+                "coordinator), or its certificate is not from the CA this agent enrolled "
+                "with; re-enrol with a new token if this persists"
+            )
+        return CoordinatorUnreachable(
+            f"cannot reach the coordinator at {host}:{port}: is it running, and does the "
+            f"firewall allow outbound connections to port {port}?"
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return CoordinatorUnreachable(f"the coordinator at {address} did not answer in time")
+    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        return IdentityError(f"the coordinator refused this agent: {details}")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return UnknownRound(details)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return SubmissionConflict(details)
+    if code == grpc.StatusCode.FAILED_PRECONDITION and "closed" in details:
+        return RoundClosed(details)
+    return RoundError(f"the coordinator refused the request ({code.name}): {details}")

@@ -25,6 +25,7 @@ from fedpeer.errors import EnrolmentError, IdentityError
 
 ROLE_PRACTICE = "practice"
 ROLE_ADMIN = "admin"
+ROLE_ANALYST = "analyst"  # reads the pooled results of the studies it owns, nothing else
 ROLE_COORDINATOR = "coordinator"
 ORGANISATION = "fedpeer"
 TOKEN_PREFIX = "fp1"
@@ -209,6 +210,14 @@ class CertificateAuthority:
         key = generate_key()
         cert = self._issue(
             key.public_key(), _name(name, ROLE_ADMIN), ExtendedKeyUsageOID.CLIENT_AUTH
+        )
+        return key, cert
+
+    def issue_analyst(self, name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        """A key and client certificate for an analyst, named as studies name their owner."""
+        key = generate_key()
+        cert = self._issue(
+            key.public_key(), _name(name, ROLE_ANALYST), ExtendedKeyUsageOID.CLIENT_AUTH
         )
         return key, cert
 

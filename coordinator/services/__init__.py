@@ -23,6 +23,7 @@ from fedpeer.errors import (
     RoundError,
     StoreError,
 )
+from fedpeer.studies import StudyError
 
 # Most specific first: the first matching class decides the code.
 STATUS_FOR: tuple[tuple[type[FedpeerError], grpc.StatusCode], ...] = (
@@ -36,6 +37,7 @@ STATUS_FOR: tuple[tuple[type[FedpeerError], grpc.StatusCode], ...] = (
     (EnrolmentError, grpc.StatusCode.PERMISSION_DENIED),
     (IdentityError, grpc.StatusCode.PERMISSION_DENIED),
     (StoreError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StudyError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])

@@ -13,7 +13,9 @@ from coordinator import ca as enrolment
 from coordinator import rounds
 from coordinator.services import domain_errors
 from coordinator.services.agent import RoundAnnouncer
+from coordinator.services.studies import AdminStudyMethods
 from coordinator.store import PracticeRecord, RoundStatus, Store
+from coordinator.studies import StudyBook
 from fedpeer import wire
 from fedpeer.errors import PolicyError
 from fedpeer.identity import CertificateAuthority
@@ -56,7 +58,7 @@ def _none_if_na(value: object) -> object:
     return None if pd.isna(value) else value  # type: ignore[call-overload]
 
 
-class AdminServicer(admin_pb2_grpc.AdminServicer):
+class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
     """Administration for holders of the admin certificate."""
 
     def __init__(
@@ -65,11 +67,15 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         ca: CertificateAuthority,
         announcer: RoundAnnouncer,
         network_policy: DisclosurePolicy,
+        studies: StudyBook,
+        step_seconds: float = 300.0,
     ) -> None:
         self._store = store
         self._ca = ca
         self._announcer = announcer
         self._network_policy = network_policy
+        self._studies = studies
+        self._step_seconds = step_seconds
 
     @domain_errors
     async def CreateEnrolmentToken(

@@ -13,7 +13,9 @@ import grpc
 from coordinator import rounds
 from coordinator.services import domain_errors
 from coordinator.services.auth import calling_certificate, calling_practice
+from coordinator.services.studies import AgentStudyMethods
 from coordinator.store import Store
+from coordinator.studies import StudyBook
 from fedpeer import wire
 from fedpeer.identity import CertificateAuthority
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2
@@ -76,7 +78,7 @@ class RoundAnnouncer:
             self._task = None
 
 
-class AgentServicer(agent_pb2_grpc.AgentServicer):
+class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
     """Serves enrolled practices; the caller's identity comes from its certificate."""
 
     def __init__(
@@ -84,12 +86,16 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         store: Store,
         ca: CertificateAuthority,
         announcer: RoundAnnouncer,
+        studies: StudyBook,
         check: rounds.DocumentCheck | None = None,
+        step_seconds: float = 300.0,
     ) -> None:
         self._store = store
         self._ca = ca
         self._announcer = announcer
         self._check = check
+        self._studies = studies
+        self._step_seconds = step_seconds
 
     async def WatchRounds(
         self, request: agent_pb2.WatchRoundsRequest, context: grpc.aio.ServicerContext

@@ -19,10 +19,18 @@ from cryptography import x509
 
 from coordinator.store import Store
 from fedpeer.errors import IdentityError
-from fedpeer.identity import ROLE_ADMIN, ROLE_PRACTICE, cert_from_pem, fingerprint, subject_of
+from fedpeer.identity import (
+    ROLE_ADMIN,
+    ROLE_ANALYST,
+    ROLE_PRACTICE,
+    cert_from_pem,
+    fingerprint,
+    subject_of,
+)
 
 AGENT_PREFIX = "/fedpeer.v1.Agent/"
 ADMIN_PREFIX = "/fedpeer.v1.Admin/"
+ANALYST_PREFIX = "/fedpeer.v1.Analyst/"
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
@@ -44,6 +52,11 @@ def calling_practice() -> str:
     if peer.role != ROLE_PRACTICE:  # pragma: no cover - the interceptor admits only practices
         raise IdentityError("this call needs a practice certificate")
     return peer.name
+
+
+def calling_peer() -> Peer:
+    """The authenticated caller of any method."""
+    return current_peer.get()
 
 
 def calling_certificate() -> x509.Certificate:
@@ -75,6 +88,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if peer.role != ROLE_ADMIN:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this needs an admin cert")
             return peer
+        if method.startswith(ANALYST_PREFIX):
+            if peer.role not in (ROLE_ANALYST, ROLE_ADMIN):
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED, "this needs an analyst or admin cert"
+                )
+            return peer
         if peer.role != ROLE_PRACTICE:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this needs a practice cert")
         record = await asyncio.to_thread(self._store.practice, peer.name)
@@ -99,7 +118,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method  # type: ignore[attr-defined]
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        if not method.startswith((AGENT_PREFIX, ADMIN_PREFIX)):  # pragma: no cover
+        if not method.startswith((AGENT_PREFIX, ADMIN_PREFIX, ANALYST_PREFIX)):  # pragma: no cover
             return None  # type: ignore[return-value]  # unknown services get UNIMPLEMENTED
         authorise = self._authorise
         if handler.unary_unary is not None:

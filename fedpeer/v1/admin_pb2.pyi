@@ -376,3 +376,185 @@ class GetComparisonsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetComparisonsResponse: _TypeAlias = GetComparisonsResponse  # noqa: Y015
+
+@_typing.final
+class CreateStudyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    MIN_PRACTICES_FIELD_NUMBER: _builtins.int
+    BUDGET_RHO_FIELD_NUMBER: _builtins.int
+    DEFINITIONS_FIELD_NUMBER: _builtins.int
+    owner: _builtins.str
+    title: _builtins.str
+    purpose: _builtins.str
+    as_of: _builtins.str
+    min_practices: _builtins.int
+    budget_rho: _builtins.float
+    """0: no noise on the pooled counts"""
+    @_builtins.property
+    def definitions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.IndicatorDefinition]: ...
+    def __init__(
+        self,
+        *,
+        owner: _builtins.str = ...,
+        title: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        as_of: _builtins.str = ...,
+        min_practices: _builtins.int = ...,
+        budget_rho: _builtins.float = ...,
+        definitions: _abc.Iterable[_common_pb2.IndicatorDefinition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "budget_rho", b"budget_rho", "definitions", b"definitions", "min_practices", b"min_practices", "owner", b"owner", "purpose", b"purpose", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateStudyRequest: _TypeAlias = CreateStudyRequest  # noqa: Y015
+
+@_typing.final
+class StudyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_ID_FIELD_NUMBER: _builtins.int
+    study_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        study_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["study_id", b"study_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StudyRequest: _TypeAlias = StudyRequest  # noqa: Y015
+
+@_typing.final
+class StudyMember(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRACTICE_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    practice_id: _builtins.str
+    state: _builtins.str
+    def __init__(
+        self,
+        *,
+        practice_id: _builtins.str = ...,
+        state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["practice_id", b"practice_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StudyMember: _TypeAlias = StudyMember  # noqa: Y015
+
+@_typing.final
+class StudySummary(_message.Message):
+    """A study as signed (canonical JSON, ``fedpeer.studies.Study``), and where it stands."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    study: _builtins.bytes
+    signature: _builtins.bytes
+    state: _builtins.str
+    stage: _builtins.str
+    detail: _builtins.str
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___StudyMember]: ...
+    def __init__(
+        self,
+        *,
+        study: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+        state: _builtins.str = ...,
+        stage: _builtins.str = ...,
+        members: _abc.Iterable[Global___StudyMember] | None = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "members", b"members", "signature", b"signature", "stage", b"stage", "state", b"state", "study", b"study"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StudySummary: _TypeAlias = StudySummary  # noqa: Y015
+
+@_typing.final
+class ListStudiesAdminRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStudiesAdminRequest: _TypeAlias = ListStudiesAdminRequest  # noqa: Y015
+
+@_typing.final
+class ListStudiesAdminResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def studies(self) -> _containers.RepeatedCompositeFieldContainer[Global___StudySummary]: ...
+    def __init__(
+        self,
+        *,
+        studies: _abc.Iterable[Global___StudySummary] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["studies", b"studies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStudiesAdminResponse: _TypeAlias = ListStudiesAdminResponse  # noqa: Y015
+
+@_typing.final
+class StudyResults(_message.Message):
+    """The pooled rows of a published study (canonical JSON rows), never per practice."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_ID_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    PRACTICES_FIELD_NUMBER: _builtins.int
+    PUBLISHED_AT_FIELD_NUMBER: _builtins.int
+    study_id: _builtins.str
+    rows: _builtins.bytes
+    practices: _builtins.int
+    published_at: _builtins.str
+    def __init__(
+        self,
+        *,
+        study_id: _builtins.str = ...,
+        rows: _builtins.bytes = ...,
+        practices: _builtins.int = ...,
+        published_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["practices", b"practices", "published_at", b"published_at", "rows", b"rows", "study_id", b"study_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StudyResults: _TypeAlias = StudyResults  # noqa: Y015

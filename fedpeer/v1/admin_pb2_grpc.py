@@ -70,6 +70,36 @@ class AdminStub:
                 request_serializer=fedpeer_dot_v1_dot_admin__pb2.GetComparisonsRequest.SerializeToString,
                 response_deserializer=fedpeer_dot_v1_dot_admin__pb2.GetComparisonsResponse.FromString,
                 _registered_method=True)
+        self.CreateStudy = channel.unary_unary(
+                '/fedpeer.v1.Admin/CreateStudy',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.CreateStudyRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudySummary.FromString,
+                _registered_method=True)
+        self.OpenStudy = channel.unary_unary(
+                '/fedpeer.v1.Admin/OpenStudy',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudySummary.FromString,
+                _registered_method=True)
+        self.CloseStudy = channel.unary_unary(
+                '/fedpeer.v1.Admin/CloseStudy',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudySummary.FromString,
+                _registered_method=True)
+        self.GetStudy = channel.unary_unary(
+                '/fedpeer.v1.Admin/GetStudy',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudySummary.FromString,
+                _registered_method=True)
+        self.ListStudies = channel.unary_unary(
+                '/fedpeer.v1.Admin/ListStudies',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminResponse.FromString,
+                _registered_method=True)
+        self.GetStudyResults = channel.unary_unary(
+                '/fedpeer.v1.Admin/GetStudyResults',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudyResults.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -118,6 +148,43 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateStudy(self, request, context):
+        """Studies: an analyst's questions answered only as sums over practices.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStudies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStudyResults(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +222,36 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetComparisons,
                     request_deserializer=fedpeer_dot_v1_dot_admin__pb2.GetComparisonsRequest.FromString,
                     response_serializer=fedpeer_dot_v1_dot_admin__pb2.GetComparisonsResponse.SerializeToString,
+            ),
+            'CreateStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateStudy,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.CreateStudyRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.StudySummary.SerializeToString,
+            ),
+            'OpenStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenStudy,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.StudySummary.SerializeToString,
+            ),
+            'CloseStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseStudy,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.StudySummary.SerializeToString,
+            ),
+            'GetStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStudy,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.StudySummary.SerializeToString,
+            ),
+            'ListStudies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStudies,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminResponse.SerializeToString,
+            ),
+            'GetStudyResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStudyResults,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.StudyResults.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -346,6 +443,286 @@ class Admin:
             '/fedpeer.v1.Admin/GetComparisons',
             fedpeer_dot_v1_dot_admin__pb2.GetComparisonsRequest.SerializeToString,
             fedpeer_dot_v1_dot_admin__pb2.GetComparisonsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/CreateStudy',
+            fedpeer_dot_v1_dot_admin__pb2.CreateStudyRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.StudySummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/OpenStudy',
+            fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.StudySummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/CloseStudy',
+            fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.StudySummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/GetStudy',
+            fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.StudySummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStudies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/ListStudies',
+            fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStudyResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/GetStudyResults',
+            fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.StudyResults.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AnalystStub:
+    """The analysts' service: a study's pooled results, for its owner only.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListMyStudies = channel.unary_unary(
+                '/fedpeer.v1.Analyst/ListMyStudies',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminResponse.FromString,
+                _registered_method=True)
+        self.GetStudyResults = channel.unary_unary(
+                '/fedpeer.v1.Analyst/GetStudyResults',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudyResults.FromString,
+                _registered_method=True)
+
+
+class AnalystServicer:
+    """The analysts' service: a study's pooled results, for its owner only.
+    """
+
+    def ListMyStudies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStudyResults(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AnalystServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListMyStudies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyStudies,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminResponse.SerializeToString,
+            ),
+            'GetStudyResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStudyResults,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.StudyResults.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'fedpeer.v1.Analyst', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('fedpeer.v1.Analyst', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Analyst:
+    """The analysts' service: a study's pooled results, for its owner only.
+    """
+
+    @staticmethod
+    def ListMyStudies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Analyst/ListMyStudies',
+            fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.ListStudiesAdminResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStudyResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Analyst/GetStudyResults',
+            fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.StudyResults.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,13 @@ class AdminStub:
     CloseRound: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CloseRoundRequest, _admin_pb2.RoundStatus]
     GetComparisons: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetComparisonsRequest, _admin_pb2.GetComparisonsResponse]
     """The released rows of a round, one per practice and indicator row."""
+    CreateStudy: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateStudyRequest, _admin_pb2.StudySummary]
+    """Studies: an analyst's questions answered only as sums over practices."""
+    OpenStudy: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudySummary]
+    CloseStudy: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudySummary]
+    GetStudy: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudySummary]
+    ListStudies: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListStudiesAdminRequest, _admin_pb2.ListStudiesAdminResponse]
+    GetStudyResults: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudyResults]
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -54,6 +61,13 @@ class AdminAsyncStub(AdminStub):
     CloseRound: _aio.UnaryUnaryMultiCallable[_admin_pb2.CloseRoundRequest, _admin_pb2.RoundStatus]  # type: ignore[assignment]
     GetComparisons: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetComparisonsRequest, _admin_pb2.GetComparisonsResponse]  # type: ignore[assignment]
     """The released rows of a round, one per practice and indicator row."""
+    CreateStudy: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateStudyRequest, _admin_pb2.StudySummary]  # type: ignore[assignment]
+    """Studies: an analyst's questions answered only as sums over practices."""
+    OpenStudy: _aio.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudySummary]  # type: ignore[assignment]
+    CloseStudy: _aio.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudySummary]  # type: ignore[assignment]
+    GetStudy: _aio.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudySummary]  # type: ignore[assignment]
+    ListStudies: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListStudiesAdminRequest, _admin_pb2.ListStudiesAdminResponse]  # type: ignore[assignment]
+    GetStudyResults: _aio.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudyResults]  # type: ignore[assignment]
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -106,4 +120,84 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.GetComparisonsResponse, _abc.Awaitable[_admin_pb2.GetComparisonsResponse]]:
         """The released rows of a round, one per practice and indicator row."""
 
+    @_abc_1.abstractmethod
+    def CreateStudy(
+        self,
+        request: _admin_pb2.CreateStudyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.StudySummary, _abc.Awaitable[_admin_pb2.StudySummary]]:
+        """Studies: an analyst's questions answered only as sums over practices."""
+
+    @_abc_1.abstractmethod
+    def OpenStudy(
+        self,
+        request: _admin_pb2.StudyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.StudySummary, _abc.Awaitable[_admin_pb2.StudySummary]]: ...
+
+    @_abc_1.abstractmethod
+    def CloseStudy(
+        self,
+        request: _admin_pb2.StudyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.StudySummary, _abc.Awaitable[_admin_pb2.StudySummary]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStudy(
+        self,
+        request: _admin_pb2.StudyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.StudySummary, _abc.Awaitable[_admin_pb2.StudySummary]]: ...
+
+    @_abc_1.abstractmethod
+    def ListStudies(
+        self,
+        request: _admin_pb2.ListStudiesAdminRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListStudiesAdminResponse, _abc.Awaitable[_admin_pb2.ListStudiesAdminResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStudyResults(
+        self,
+        request: _admin_pb2.StudyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.StudyResults, _abc.Awaitable[_admin_pb2.StudyResults]]: ...
+
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class AnalystStub:
+    """The analysts' service: a study's pooled results, for its owner only."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> AnalystAsyncStub: ...
+    ListMyStudies: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListStudiesAdminRequest, _admin_pb2.ListStudiesAdminResponse]
+    GetStudyResults: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudyResults]
+
+@_typing.type_check_only
+class AnalystAsyncStub(AnalystStub):
+    """The analysts' service: a study's pooled results, for its owner only."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    ListMyStudies: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListStudiesAdminRequest, _admin_pb2.ListStudiesAdminResponse]  # type: ignore[assignment]
+    GetStudyResults: _aio.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudyResults]  # type: ignore[assignment]
+
+class AnalystServicer(metaclass=_abc_1.ABCMeta):
+    """The analysts' service: a study's pooled results, for its owner only."""
+
+    @_abc_1.abstractmethod
+    def ListMyStudies(
+        self,
+        request: _admin_pb2.ListStudiesAdminRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListStudiesAdminResponse, _abc.Awaitable[_admin_pb2.ListStudiesAdminResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStudyResults(
+        self,
+        request: _admin_pb2.StudyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.StudyResults, _abc.Awaitable[_admin_pb2.StudyResults]]: ...
+
+def add_AnalystServicer_to_server(servicer: AnalystServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

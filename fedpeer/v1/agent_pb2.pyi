@@ -214,3 +214,160 @@ class RefusalResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RefusalResponse: _TypeAlias = RefusalResponse  # noqa: Y015
+
+@_typing.final
+class ListStudiesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStudiesRequest: _TypeAlias = ListStudiesRequest  # noqa: Y015
+
+@_typing.final
+class StudyListing(_message.Message):
+    """A study as the coordinator signed it, its state, and this practice's part in it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    study: _builtins.bytes
+    signature: _builtins.bytes
+    state: _builtins.str
+    stage: _builtins.str
+    membership: _builtins.str
+    def __init__(
+        self,
+        *,
+        study: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+        state: _builtins.str = ...,
+        stage: _builtins.str = ...,
+        membership: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership", "signature", b"signature", "stage", b"stage", "state", b"state", "study", b"study"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StudyListing: _TypeAlias = StudyListing  # noqa: Y015
+
+@_typing.final
+class ListStudiesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def studies(self) -> _containers.RepeatedCompositeFieldContainer[Global___StudyListing]: ...
+    def __init__(
+        self,
+        *,
+        studies: _abc.Iterable[Global___StudyListing] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["studies", b"studies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStudiesResponse: _TypeAlias = ListStudiesResponse  # noqa: Y015
+
+@_typing.final
+class GetStudyStepRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_ID_FIELD_NUMBER: _builtins.int
+    study_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        study_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["study_id", b"study_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStudyStepRequest: _TypeAlias = GetStudyStepRequest  # noqa: Y015
+
+@_typing.final
+class StudyStepDocument(_message.Message):
+    """What this practice needs for the study's current stage (canonical JSON)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    stage: _builtins.str
+    document: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        stage: _builtins.str = ...,
+        document: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StudyStepDocument: _TypeAlias = StudyStepDocument  # noqa: Y015
+
+@_typing.final
+class StudyStepMessage(_message.Message):
+    """One step of this practice's (canonical JSON, ``fedpeer.studies.Step``), signed by it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    study_id: _builtins.str
+    message: _builtins.bytes
+    signature: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        study_id: _builtins.str = ...,
+        message: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "signature", b"signature", "study_id", b"study_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StudyStepMessage: _TypeAlias = StudyStepMessage  # noqa: Y015
+
+@_typing.final
+class StudyStepAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    stage: _builtins.str
+    def __init__(
+        self,
+        *,
+        stage: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StudyStepAck: _TypeAlias = StudyStepAck  # noqa: Y015

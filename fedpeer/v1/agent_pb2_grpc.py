@@ -60,6 +60,21 @@ class AgentStub:
                 request_serializer=fedpeer_dot_v1_dot_agent__pb2.RefusalRequest.SerializeToString,
                 response_deserializer=fedpeer_dot_v1_dot_agent__pb2.RefusalResponse.FromString,
                 _registered_method=True)
+        self.ListStudies = channel.unary_unary(
+                '/fedpeer.v1.Agent/ListStudies',
+                request_serializer=fedpeer_dot_v1_dot_agent__pb2.ListStudiesRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_agent__pb2.ListStudiesResponse.FromString,
+                _registered_method=True)
+        self.GetStudyStep = channel.unary_unary(
+                '/fedpeer.v1.Agent/GetStudyStep',
+                request_serializer=fedpeer_dot_v1_dot_agent__pb2.GetStudyStepRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_agent__pb2.StudyStepDocument.FromString,
+                _registered_method=True)
+        self.PostStudyStep = channel.unary_unary(
+                '/fedpeer.v1.Agent/PostStudyStep',
+                request_serializer=fedpeer_dot_v1_dot_agent__pb2.StudyStepMessage.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_agent__pb2.StudyStepAck.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -101,6 +116,25 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStudies(self, request, context):
+        """Studies: secure aggregation, one signed step at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStudyStep(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PostStudyStep(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +162,21 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ReportRefusal,
                     request_deserializer=fedpeer_dot_v1_dot_agent__pb2.RefusalRequest.FromString,
                     response_serializer=fedpeer_dot_v1_dot_agent__pb2.RefusalResponse.SerializeToString,
+            ),
+            'ListStudies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStudies,
+                    request_deserializer=fedpeer_dot_v1_dot_agent__pb2.ListStudiesRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_agent__pb2.ListStudiesResponse.SerializeToString,
+            ),
+            'GetStudyStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStudyStep,
+                    request_deserializer=fedpeer_dot_v1_dot_agent__pb2.GetStudyStepRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_agent__pb2.StudyStepDocument.SerializeToString,
+            ),
+            'PostStudyStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostStudyStep,
+                    request_deserializer=fedpeer_dot_v1_dot_agent__pb2.StudyStepMessage.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_agent__pb2.StudyStepAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +314,87 @@ class Agent:
             '/fedpeer.v1.Agent/ReportRefusal',
             fedpeer_dot_v1_dot_agent__pb2.RefusalRequest.SerializeToString,
             fedpeer_dot_v1_dot_agent__pb2.RefusalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStudies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Agent/ListStudies',
+            fedpeer_dot_v1_dot_agent__pb2.ListStudiesRequest.SerializeToString,
+            fedpeer_dot_v1_dot_agent__pb2.ListStudiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStudyStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Agent/GetStudyStep',
+            fedpeer_dot_v1_dot_agent__pb2.GetStudyStepRequest.SerializeToString,
+            fedpeer_dot_v1_dot_agent__pb2.StudyStepDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostStudyStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Agent/PostStudyStep',
+            fedpeer_dot_v1_dot_agent__pb2.StudyStepMessage.SerializeToString,
+            fedpeer_dot_v1_dot_agent__pb2.StudyStepAck.FromString,
             options,
             channel_credentials,
             insecure,

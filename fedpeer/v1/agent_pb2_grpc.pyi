@@ -46,6 +46,10 @@ class AgentStub:
     """
     ReportRefusal: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RefusalRequest, _agent_pb2.RefusalResponse]
     """The practice declines a round."""
+    ListStudies: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ListStudiesRequest, _agent_pb2.ListStudiesResponse]
+    """Studies: secure aggregation, one signed step at a time."""
+    GetStudyStep: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetStudyStepRequest, _agent_pb2.StudyStepDocument]
+    PostStudyStep: _grpc.UnaryUnaryMultiCallable[_agent_pb2.StudyStepMessage, _agent_pb2.StudyStepAck]
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -62,6 +66,10 @@ class AgentAsyncStub(AgentStub):
     """
     ReportRefusal: _aio.UnaryUnaryMultiCallable[_agent_pb2.RefusalRequest, _agent_pb2.RefusalResponse]  # type: ignore[assignment]
     """The practice declines a round."""
+    ListStudies: _aio.UnaryUnaryMultiCallable[_agent_pb2.ListStudiesRequest, _agent_pb2.ListStudiesResponse]  # type: ignore[assignment]
+    """Studies: secure aggregation, one signed step at a time."""
+    GetStudyStep: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetStudyStepRequest, _agent_pb2.StudyStepDocument]  # type: ignore[assignment]
+    PostStudyStep: _aio.UnaryUnaryMultiCallable[_agent_pb2.StudyStepMessage, _agent_pb2.StudyStepAck]  # type: ignore[assignment]
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -105,5 +113,27 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.RefusalResponse, _abc.Awaitable[_agent_pb2.RefusalResponse]]:
         """The practice declines a round."""
+
+    @_abc_1.abstractmethod
+    def ListStudies(
+        self,
+        request: _agent_pb2.ListStudiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.ListStudiesResponse, _abc.Awaitable[_agent_pb2.ListStudiesResponse]]:
+        """Studies: secure aggregation, one signed step at a time."""
+
+    @_abc_1.abstractmethod
+    def GetStudyStep(
+        self,
+        request: _agent_pb2.GetStudyStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.StudyStepDocument, _abc.Awaitable[_agent_pb2.StudyStepDocument]]: ...
+
+    @_abc_1.abstractmethod
+    def PostStudyStep(
+        self,
+        request: _agent_pb2.StudyStepMessage,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.StudyStepAck, _abc.Awaitable[_agent_pb2.StudyStepAck]]: ...
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
