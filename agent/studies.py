@@ -64,6 +64,7 @@ from fedpeer.studies import (
     StudyError,
     StudyState,
     b64,
+    survivors_digest,
     threshold,
     to_vector,
     unb64,
@@ -362,7 +363,7 @@ class StudyWorker:
             if local.signed_survivors not in (None, survivors):
                 raise Refuse("the coordinator asked this practice to sign two different lists")
             book.update(study.study_id, signed_survivors=survivors)
-            return {"survivors": survivors}
+            return {"survivors_sha256": survivors_digest(survivors)}
         if survivors != local.signed_survivors:
             raise Refuse(
                 "the coordinator's list of who dropped out differs from the one this practice "
@@ -412,6 +413,7 @@ class StudyWorker:
         assert local.roster is not None
         members = len(local.roster)
         need = threshold(members, local.study.min_practices)
+        digest = survivors_digest(survivors)
         signers = set()
         for entry in doc.get("signatures", []):
             message = unb64(entry.get("message"), "consistency")
@@ -419,7 +421,7 @@ class StudyWorker:
             pem = local.roster.get(step.practice_id)
             if pem is None or step.study_id != local.study.study_id:
                 continue
-            if step.step != Stage.CONSISTENCY.value or step.body.get("survivors") != survivors:
+            if step.step != Stage.CONSISTENCY.value or step.body.get("survivors_sha256") != digest:
                 continue
             try:
                 verify_bytes(

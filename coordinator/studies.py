@@ -16,6 +16,7 @@ over ``StudyBook`` (the study tables), so the servicers stay thin.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 import uuid
@@ -52,6 +53,7 @@ from fedpeer.studies import (
     StudyState,
     b64,
     from_vector,
+    survivors_digest,
     threshold,
     unb64,
     vector_length,
@@ -85,7 +87,20 @@ class SignedStep:
 
     @property
     def step(self) -> Step:
-        return Step.from_bytes(self.message)
+        return _parse_step(self.message)
+
+
+# Stages read the same stored steps and study document again and again (every practice's
+# call checks who is expected): parse each once. Bytes are the key, so a changed row is
+# a new entry, never a stale one.
+@functools.lru_cache(maxsize=8192)
+def _parse_step(message: bytes) -> Step:
+    return Step.from_bytes(message)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_study(document: bytes) -> Study:
+    return Study.from_bytes(document)
 
 
 def _utc(moment: dt.datetime | None) -> dt.datetime | None:
@@ -117,7 +132,7 @@ class StudyBook:
 
     def _record(self, row: sa.Row) -> StudyRecord:
         return StudyRecord(
-            Study.from_bytes(bytes(row.document)),
+            _parse_study(bytes(row.document)),
             bytes(row.signature),
             StudyState(row.state),
             Stage(row.stage) if row.stage else None,
@@ -385,13 +400,14 @@ def expected(book: StudyBook, record: StudyRecord) -> list[str]:
     if stage is Stage.KEYS:
         return _joined(book, study_id)
     assert stage is not None
-    previous = book.steps(study_id, STAGES[STAGES.index(stage) - 1])
     if stage is Stage.UNMASK:
-        survivors = sorted(book.steps(study_id, Stage.MASKED))
+        digest = survivors_digest(book.senders(study_id, Stage.MASKED))
         return sorted(
-            p for p, signed in previous.items() if signed.step.body.get("survivors") == survivors
+            p
+            for p, signed in book.steps(study_id, Stage.CONSISTENCY).items()
+            if signed.step.body.get("survivors_sha256") == digest
         )
-    return sorted(previous)
+    return book.senders(study_id, STAGES[STAGES.index(stage) - 1])
 
 
 def post_step(
@@ -447,8 +463,8 @@ def _check_body(record: StudyRecord, step: Step, sender: x509.Certificate) -> No
         shares = body.get("shares")
         if not isinstance(shares, dict):
             raise StudyError(f"a {stage} step carries its shares")
-    elif stage is Stage.CONSISTENCY and not isinstance(body.get("survivors"), list):
-        raise StudyError("a consistency step names the survivors it saw")
+    elif stage is Stage.CONSISTENCY and not isinstance(body.get("survivors_sha256"), str):
+        raise StudyError("a consistency step names the digest of the survivors it saw")
 
 
 def step_document(book: StudyBook, study_id: str, practice_id: str) -> tuple[Stage, bytes]:
@@ -474,11 +490,12 @@ def step_document(book: StudyBook, study_id: str, practice_id: str) -> tuple[Sta
         doc["survivors"] = book.senders(study_id, Stage.MASKED)
     else:
         survivors = book.senders(study_id, Stage.MASKED)
+        digest = survivors_digest(survivors)
         doc["survivors"] = survivors
         doc["signatures"] = [
             {"message": b64(s.message), "signature": b64(s.signature)}
-            for p, s in sorted(book.steps(study_id, Stage.CONSISTENCY).items())
-            if s.step.body.get("survivors") == survivors
+            for _, s in sorted(book.steps(study_id, Stage.CONSISTENCY).items())
+            if s.step.body.get("survivors_sha256") == digest
         ]
     return stage, canonical_json(doc)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,15 @@ def threshold(members: int, min_practices: int) -> int:
     return max(members // 2 + 1, min_practices)
 
 
+def survivors_digest(survivors: Sequence[str]) -> str:
+    """What a practice signs in the consistency stage: the SHA-256 of the sorted list.
+
+    A digest rather than the list, so that the signatures every practice checks before
+    unmasking are a few bytes each, not a list of every practice each.
+    """
+    return sha256_hex(canonical_json(sorted(survivors)))
+
+
 def b64(data: bytes) -> str:
     """Bytes as text inside a canonical document."""
     return base64.b64encode(data).decode("ascii")
@@ -105,6 +115,11 @@ def _document(data: bytes, kind: str) -> dict[str, Any]:
     if canonical_json(doc) != data:
         raise StudyError(f"a {kind} document must be in canonical form")
     return doc
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(documents: tuple[DefinitionDocument, ...]) -> tuple[IndicatorDefinition, ...]:
+    return tuple(deserialize(d.body) for d in documents)
 
 
 @dataclass(frozen=True)
@@ -137,7 +152,7 @@ class Study:
 
     def parsed(self) -> list[IndicatorDefinition]:
         """The definitions, parsed (DefinitionError names a bad one)."""
-        return [deserialize(d.body) for d in self.definitions]
+        return list(_parsed(self.definitions))
 
     def to_bytes(self) -> bytes:
         """The canonical document the coordinator signs and every agent verifies."""

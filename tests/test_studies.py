@@ -27,11 +27,13 @@ from _coordinator_helpers import admin
 from agent.cli_network import practice_agent
 from agent.client import enrol
 from agent.pipeline import compute_results
-from agent.studies import Decision, StudyBook
+from agent.studies import Decision
+from agent.studies import StudyBook as PracticeStudies
 from agent.synth import generate_practice
 from coordinator.admin_client import AdminClient
 from coordinator.ca import init_home
 from coordinator.server import CoordinatorConfig, RunningCoordinator, start_coordinator
+from coordinator.studies import StudyBook, advance
 from coordinator.study_client import StudyClient, export, results_frame
 from coordinator.tables import metadata, studies, study_steps
 from fedpeer.collection import DefinitionDocument, decode_rows, encode_rows
@@ -43,6 +45,7 @@ from fedpeer.release import to_rows
 from fedpeer.studies import Study, from_vector, to_vector
 
 AS_OF = dt.date(2026, 9, 30)
+STEP_SECONDS = 600.0  # dropouts are modelled by ``Network.time_passes``, not by waiting
 OWNER = "Dr A Analyst, University of Example"
 ACCEPT = f'[studies]\nmode = "accept"\nowners = ["{OWNER}"]\n'
 
@@ -57,7 +60,7 @@ class Site:
         await practice_agent(self.home, str(self.extract)).run_once()
 
     def local(self, study_id: str):  # type: ignore[no-untyped-def]
-        book = StudyBook.at_home(self.home)
+        book = PracticeStudies.at_home(self.home)
         try:
             return book.get(study_id)
         finally:
@@ -100,14 +103,30 @@ class Network:
         summary = await self.admin.study(study_id)
         return summary.state, summary.stage, summary.detail
 
-    async def until(self, study_id: str, states: set[str], sites: Sequence[Site] | None = None):  # type: ignore[no-untyped-def]
+    async def until(
+        self,
+        study_id: str,
+        states: set[str],
+        sites: Sequence[Site] | None = None,
+        *,
+        waiting_is_over: bool = False,
+    ) -> tuple[str, str, str]:
+        """Poll until the study reaches one of ``states``; with ``waiting_is_over``, each
+        stage's time runs out after every practice polled (the rest have dropped out)."""
         for _ in range(40):
             state = await self.state(study_id)
             if state[0] in states:
                 return state
             await self.poll(sites)
-            await asyncio.sleep(0.1)
+            if waiting_is_over and await self.state(study_id) == state:
+                self.time_passes(study_id)  # everyone here has answered: no one else will
         raise AssertionError(f"study {study_id} stuck at {await self.state(study_id)}")
+
+    def time_passes(self, study_id: str) -> None:
+        """The stage's time is up: the coordinator's own clock step, an hour from now."""
+        book = StudyBook(self.running.store, DisclosurePolicy())
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        advance(book, study_id, later, STEP_SECONDS)
 
     async def stage(self, study_id: str, stage: str) -> None:
         for _ in range(80):
@@ -142,7 +161,7 @@ async def _network(tmp_path: Path, practices: int, step_seconds: float) -> Netwo
 
 @pytest.fixture
 async def net(tmp_path: Path) -> AsyncIterator[Network]:
-    network = await _network(tmp_path, practices=10, step_seconds=2.0)
+    network = await _network(tmp_path, practices=10, step_seconds=STEP_SECONDS)
     try:
         yield network
     finally:
@@ -247,7 +266,9 @@ async def test_a_study_survives_dropouts_after_key_exchange(net: Network) -> Non
     await net.poll()  # shares: all ten send theirs
     await net.stage(study_id, "masked")
     stayers = net.sites[2:]
-    state, _, detail = await net.until(study_id, {"published", "failed"}, stayers)
+    state, _, detail = await net.until(
+        study_id, {"published", "failed"}, stayers, waiting_is_over=True
+    )
     assert state == "published", detail
     results = await net.admin.study_results(study_id)
     assert results.practices == 8
@@ -264,7 +285,9 @@ async def test_too_few_left_after_key_exchange_publishes_nothing(net: Network) -
     await net.poll()
     await net.stage(study_id, "masked")
     # Six are needed (more than half of ten); only five stay.
-    state, _, detail = await net.until(study_id, {"published", "failed"}, net.sites[:5])
+    state, _, detail = await net.until(
+        study_id, {"published", "failed"}, net.sites[:5], waiting_is_over=True
+    )
     assert state == "failed" and "6 are needed" in detail
     with pytest.raises(Exception, match="has no results"):
         await net.admin.study_results(study_id)
@@ -348,7 +371,7 @@ async def test_no_two_sums_of_a_question_differ_by_fewer_than_the_minimum(
     nine = net.sites[1:]
     await net.poll(nine)
     await net.admin.close_study(second)
-    state, _, detail = await net.until(second, {"published", "failed"}, nine)
+    state, _, detail = await net.until(second, {"published", "failed"}, nine, waiting_is_over=True)
     assert state == "failed", detail
     assert "differ from an earlier sum" in (nine[0].local(second).why or "")
 
@@ -364,10 +387,10 @@ async def test_practices_opt_in_hold_decline_and_withdraw(net: Network) -> None:
     assert members[declining.practice_id] == "declined"
     assert held.local(study_id).decision is Decision.HELD
 
-    book = StudyBook.at_home(held.home)
+    book = PracticeStudies.at_home(held.home)
     book.decide(study_id, Decision.ACCEPTED, "approved by the practice")
     book.close()
-    book = StudyBook.at_home(leaving.home)
+    book = PracticeStudies.at_home(leaving.home)
     book.decide(study_id, Decision.WITHDRAWN, "withdrawn by the practice")
     book.close()
     await net.poll()
