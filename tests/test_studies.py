@@ -136,10 +136,13 @@ class Network:
         raise AssertionError(f"study {study_id} never reached {stage}")
 
 
-async def _network(tmp_path: Path, practices: int, step_seconds: float) -> Network:
+async def _network(
+    tmp_path: Path, practices: int, step_seconds: float, db_url: str | None = None
+) -> Network:
     init_home(tmp_path / "coordinator")
     config = CoordinatorConfig(
         home=tmp_path / "coordinator",
+        db_url=db_url,
         announce_poll_seconds=0.2,
         study_step_seconds=step_seconds,
         study_tick_seconds=0.1,
@@ -433,3 +436,28 @@ async def test_only_the_owner_reads_results_as_a_dataframe_csv_and_parquet(
         assert await other.studies() == []
     admin_view = results_frame(await net.admin.study_results(study_id))
     assert admin_view.equals(frame)
+
+
+async def test_a_study_on_the_postgresql_store(tmp_path: Path, postgres_url: str) -> None:
+    """The production store: five practices, one dropping out after the key exchange."""
+    network = await _network(tmp_path, practices=5, step_seconds=STEP_SECONDS, db_url=postgres_url)
+    try:
+        definitions = [find_standard("dm_hba1c_le58")]
+        study_id = await network.study(definitions, min_practices=3)
+        await network.poll()
+        await network.admin.close_study(study_id)
+        await network.poll()
+        await network.stage(study_id, "shares")
+        await network.poll()
+        await network.stage(study_id, "masked")
+        stayers = network.sites[1:]
+        state, _, detail = await network.until(
+            study_id, {"published", "failed"}, stayers, waiting_is_over=True
+        )
+        assert state == "published", detail
+        results = await network.admin.study_results(study_id)
+        assert results.practices == 4
+        assert list(decode_rows(results.rows)) == _expected_rows(stayers, definitions)
+    finally:
+        await network.admin.close()
+        await network.running.stop(0)
