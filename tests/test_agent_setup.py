@@ -16,10 +16,12 @@ from agent.policy_file import (
     agent_toml_template,
     load_settings,
     parse_settings,
+    settings_reference,
 )
 from fedpeer.errors import PolicyError
 from fedpeer.policy import DisclosurePolicy
 
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "agent.md"
 # "# key = value" lines of the template: the settings, commented out.
 SETTING_LINE = re.compile(r"^# (\w+) = (.+)$")
 
@@ -85,6 +87,16 @@ def test_every_setting_is_explained_just_above_it() -> None:
         elif table and line.startswith("# "):
             words.append(line[2:])
     assert explained == {s.name: s.meaning for s in SETTINGS}
+
+
+def test_the_docs_reference_is_the_generated_one() -> None:
+    docs = DOCS.read_text(encoding="utf-8")
+    assert settings_reference() in docs, (
+        "docs/agent.md's agent.toml reference differs from agent.policy_file.SETTINGS: "
+        "paste agent.policy_file.settings_reference() into it"
+    )
+    documented = set(re.findall(r"^\| `(\w+)\.(\w+)` \|", docs, flags=re.MULTILINE))
+    assert documented == {(s.table, s.key) for s in SETTINGS}
 
 
 def test_a_written_template_loads_as_the_defaults(tmp_path: Path) -> None:

@@ -403,3 +403,9 @@ def test_init_checks_the_extract_it_is_given(tmp_path: Path) -> None:
     assert bad.exit_code == 1
     assert "problem extract:" in bad.stdout
     assert (tmp_path / "b" / "agent.toml").exists()  # written, then the extract checked
+
+
+def test_the_guide_documents_every_check() -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "agent.md").read_text()
+    documented = re.findall(r"^\| `([a-z]+)` \| ", guide, flags=re.MULTILINE)
+    assert documented == ["home", *CHECKS, "files"]
