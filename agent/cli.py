@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "agent.cli_indicators",
     "agent.cli_airlock",
     "agent.cli_studies",
+    "agent.cli_setup",
 )
 
 
