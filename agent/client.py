@@ -72,6 +72,15 @@ Prepare = Callable[[Round], PrepareResult | Awaitable[PrepareResult]]
 # Called once a receipt for a round is verified: (round id, receipt, coordinator address).
 Acknowledged = Callable[[str, Receipt, str], None]
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# The coordinator failed without saying the release is wrong: keep it and send it again
+# at the next run, never drop it (only a refusal of the release itself rejects it).
+NOT_A_VERDICT = (
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.CANCELLED,
+)
 CALL_TIMEOUT = 30.0
 
 
@@ -371,6 +380,9 @@ class Agent:
             error = translate(exc, self.identity.coordinator)
             if isinstance(error, IdentityError):
                 raise error from None
+            if exc.code() in NOT_A_VERDICT:
+                log.warning("event=send_failed round=%s reason=%s", entry.round_id, error)
+                return Outcome(entry.round_id, "failed", detail=str(error))
             # The coordinator will never take this answer (closed round, conflict): keep
             # the entry for the record, stop resending it.
             self.outbox.reject(entry.round_id, str(error))

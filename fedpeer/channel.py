@@ -101,6 +101,10 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+# What the coordinator says when its store fails for a moment (UNAVAILABLE): retried.
+STORE_UNAVAILABLE = "the coordinator's store is unavailable for a moment: try again shortly"
+
+
 def translate(exc: grpc.aio.AioRpcError, address: str, probe: bool = False) -> FedpeerError:
     """A gRPC failure as the domain error a person can act on.
 
@@ -110,6 +114,8 @@ def translate(exc: grpc.aio.AioRpcError, address: str, probe: bool = False) -> F
     """
     code, details = exc.code(), exc.details() or ""
     host, port = split_address(address)
+    if code == grpc.StatusCode.UNAVAILABLE and details == STORE_UNAVAILABLE:
+        return CoordinatorUnreachable(f"the coordinator at {address} says: {details}")
     if code == grpc.StatusCode.UNAVAILABLE:
         lowered = details.lower()
         handshake = "handshake" in lowered or "ssl" in lowered or "certificate" in lowered

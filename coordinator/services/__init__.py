@@ -1,17 +1,27 @@
 """Thin gRPC servicers: convert with ``fedpeer.wire``, call a plain function, map errors.
 
 Domain errors become gRPC status codes here and nowhere else, so the agent and the CLI
-can turn each code back into a sentence a person can act on.
+can turn each code back into a sentence a person can act on. Two more rules, for what
+is not a domain error:
+
+- the store failing for a moment (locked, restarting, refusing connections) is
+  UNAVAILABLE, which the agent retries with backoff: never a rejection;
+- anything else is INTERNAL with a reference to the coordinator's log, never the
+  exception's own text (it may hold SQL, the database's host or a file path).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+import sqlalchemy as sa
 
+from fedpeer.channel import STORE_UNAVAILABLE
 from fedpeer.collection import RoundClosed, SubmissionConflict, UnknownRound
 from fedpeer.errors import (
     DefinitionError,
@@ -24,6 +34,8 @@ from fedpeer.errors import (
     StoreError,
 )
 from fedpeer.studies import StudyError
+
+log = logging.getLogger("fedpeer.coordinator")
 
 # Most specific first: the first matching class decides the code.
 STATUS_FOR: tuple[tuple[type[FedpeerError], grpc.StatusCode], ...] = (
@@ -52,13 +64,27 @@ def status_for(exc: FedpeerError) -> grpc.StatusCode:
 
 
 def domain_errors(method: F) -> F:
-    """Abort the call with the mapped status when the method raises a FedpeerError."""
+    """Abort the call with the mapped status: a FedpeerError's own words, else in general."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
         except FedpeerError as exc:
             await context.abort(status_for(exc), str(exc))
+        except sa.exc.OperationalError as exc:
+            log.warning(
+                "event=store_unavailable method=%s reason=%s", method.__name__, type(exc.orig)
+            )
+            await context.abort(grpc.StatusCode.UNAVAILABLE, STORE_UNAVAILABLE)
+        except Exception:
+            reference = uuid.uuid4().hex[:12]
+            log.exception("event=internal_error method=%s reference=%s", method.__name__, reference)
+            await context.abort(
+                grpc.StatusCode.INTERNAL,
+                f"the coordinator failed on this request (reference {reference} in its log)",
+            )
 
     return wrapper  # type: ignore[return-value]
