@@ -20,8 +20,10 @@ from rich.table import Table
 from coordinator.admin_client import AdminClient, recorded_address, rows_frame
 from coordinator.ca import CoordinatorHome, init_home
 from coordinator.comparisons import build_comparison
+from coordinator.config import KEYS as CONFIG_KEYS
+from coordinator.config import load_config
 from coordinator.console import print_comparison_table
-from coordinator.server import CoordinatorConfig, RunningCoordinator, serve
+from coordinator.server import RunningCoordinator, serve
 from coordinator.store import Store
 from coordinator.study_client import export, results_frame
 from fedpeer.cli_support import parse_date, run_app
@@ -55,9 +57,26 @@ T = TypeVar("T")
 HOME = typer.Option(
     Path("coordinator-home"), "--home", envvar="FEDPEER_COORDINATOR_HOME", help="Coordinator home."
 )
+CONFIG = typer.Option(
+    None,
+    "--config",
+    envvar="FEDPEER_COORDINATOR_CONFIG",
+    help="A TOML settings file (see docs/operations.md).",
+)
 COORDINATOR = typer.Option(
     None, "--coordinator", help="HOST:PORT of the coordinator (default: as `serve` recorded)."
 )
+
+
+def _given(ctx: typer.Context, **renamed: str) -> dict[str, object]:
+    """The options typed on the command line (not defaults), by configuration key."""
+    given = {}
+    for name, value in ctx.params.items():
+        key = renamed.get(name, name)
+        source = ctx.get_parameter_source(name)
+        if key in CONFIG_KEYS and source is not None and source.name == "COMMANDLINE":
+            given[key] = value
+    return given
 
 
 def _admin_call(
@@ -90,21 +109,32 @@ def init(
 
 @app.command("serve")
 def serve_command(
+    ctx: typer.Context,
     home: Path = HOME,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(50051, help="Mutual-TLS port for agents and admin."),
     enrol_port: int = typer.Option(50052, "--enrol-port", help="Server-TLS enrolment port."),
     db: str | None = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in home)."),
+    config_file: Path | None = CONFIG,
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address of /metrics."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="Serve Prometheus metrics on /metrics at this port."
+    ),
 ) -> None:
-    """Serve agents and administrators until interrupted."""
+    """Serve agents and administrators until interrupted.
+
+    Settings: the command line, then FEDPEER_COORDINATOR_* variables, then --config.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = CoordinatorConfig(home=home, host=host, port=port, enrol_port=enrol_port, db_url=db)
+    config = load_config(config_file, overrides=_given(ctx, db="db_url"))
 
     def started(running: RunningCoordinator) -> None:
         console.print(
             f"Serving on {running.address} (mutual TLS) and {running.enrol_address} (enrolment);"
             " Ctrl+C stops"
         )
+        if running.metrics_port is not None:
+            console.print(f"Metrics on http://{config.metrics_host}:{running.metrics_port}/metrics")
 
     asyncio.run(serve(config, started))
 
