@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator.admin_client import AdminClient, recorded_address, rows_frame
+from coordinator.backup import backup, restore
 from coordinator.ca import CoordinatorHome, init_home
 from coordinator.comparisons import build_comparison
 from coordinator.config import KEYS as CONFIG_KEYS
@@ -137,6 +138,60 @@ def serve_command(
             console.print(f"Metrics on http://{config.metrics_host}:{running.metrics_port}/metrics")
 
     asyncio.run(serve(config, started))
+
+
+DB = typer.Option(None, "--db", help="SQLAlchemy URL of the store (default: SQLite in home).")
+
+
+@app.command("backup")
+def backup_command(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="The backup file to write (a .tar.gz)."),
+    home: Path = HOME,
+    db: str | None = DB,
+    config_file: Path | None = CONFIG,
+    with_keys: bool = typer.Option(
+        False,
+        "--with-keys",
+        help="Also put the home's CA, server and admin keys in it: then guard it like the CA key.",
+    ),
+) -> None:
+    """Back up the store (consistent while serving), and with --with-keys the home's keys."""
+    config = load_config(config_file, overrides=_given(ctx, db="db_url"))
+    manifest = backup(CoordinatorHome(config.home), config.db_url, out, with_keys)
+    console.print(
+        f"Backed up the {manifest.store} store (schema revision {manifest.revision}) to {out}"
+    )
+    if manifest.home_files:
+        console.print(f"  with the home's keys ({', '.join(manifest.home_files)}): keep it secret")
+    else:
+        console.print("  without the CA key: back up the home's ca.key separately and securely")
+
+
+@app.command("restore")
+def restore_command(
+    ctx: typer.Context,
+    source: Path = typer.Option(..., "--from", help="A file written by `backup`."),
+    home: Path = HOME,
+    db: str | None = DB,
+    config_file: Path | None = CONFIG,
+    force: bool = typer.Option(
+        False, "--force", help="Replace a store that holds data (and a home's other keys)."
+    ),
+) -> None:
+    """Restore a backup into an empty store (stop the coordinator first)."""
+    config = load_config(config_file, overrides=_given(ctx, db="db_url"))
+    done = restore(CoordinatorHome(config.home), config.db_url, source, force)
+    console.print(
+        f"Restored the {done.manifest.store} store of {done.manifest.created_at} "
+        f"(schema revision {done.manifest.revision}, now {done.revision})"
+    )
+    if done.home_files:
+        console.print(f"  and the home's keys into {config.home}: {', '.join(done.home_files)}")
+    if not done.home_has_ca:
+        console.print(
+            f"  {config.home} holds no CA key: put the coordinator's keys back before serving"
+        )
 
 
 @practice_app.command("add")
