@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, refusing_prepare, start
-from conftest import POSTGRES_URL
 from typer.testing import CliRunner
 
 from agent.client import Agent, enrol
@@ -40,7 +39,7 @@ def new_database(postgres_engine: sa.Engine) -> Iterator[Callable[[], str]]:
         with admin_engine.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
         made.append(name)
-        return sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(False)
+        return postgres_engine.url.set(database=name).render_as_string(hide_password=False)
 
     yield make
     with admin_engine.connect() as conn:
