@@ -164,6 +164,8 @@ def _private_output(out: Path) -> Iterator[Path]:
     """A temporary file beside ``out`` (0600), moved onto ``out`` only when all went well."""
     if not out.parent.is_dir():
         raise StoreError(f"{out.parent}: no such folder")
+    if out.is_dir():
+        raise StoreError(f"{out} is a folder; name the backup file to write")
     fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
     os.close(fd)
     partial = Path(name)
@@ -595,7 +597,7 @@ def restore(
                 _extract_to(tar, SQLITE_MEMBER, copy, source)
                 _sqlite_standalone(copy)
                 home_files = _restore_home(home, tar, manifest, force, source)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 try:
                     _sqlite_copy(copy, target)
                 except sqlite3.Error as exc:

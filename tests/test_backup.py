@@ -244,6 +244,8 @@ def test_wrong_inputs_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.Mo
         restore(home, None, tmp_path / "junk.tar.gz")
     with pytest.raises(StoreError, match="no such SQLite store"):
         backup(CoordinatorHome(tmp_path / "nothing"), None, tmp_path / "x.tar.gz")
+    with pytest.raises(StoreError, match="is a folder"):
+        backup(CoordinatorHome(tmp_path / "old"), None, tmp_path)
     with pytest.raises(StoreError, match="no such folder"):
         backup(CoordinatorHome(tmp_path / "old"), None, tmp_path / "absent" / "x.tar.gz")
 
