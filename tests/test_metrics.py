@@ -150,10 +150,14 @@ async def test_metrics_endpoint_counts_calls_agents_rounds_and_answers(tmp_path:
             assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
             await channel.close()
 
-        for _ in range(50):  # the server notices the cancelled streams shortly after
+        # The server counts a call as it unwinds, which may be just after the client has
+        # its answer, and notices cancelled streams shortly after: wait until all are in.
+        for _ in range(100):
             status, headers, body = await http_get(running.metrics_port, "/metrics")
             types, samples = parse_exposition(body)
-            if value(samples, "fedpeer_connected_agents") == 0:
+            started = sum(v for (n, _), v in samples.items() if n == "grpc_server_started_total")
+            handled = sum(v for (n, _), v in samples.items() if n == "grpc_server_handled_total")
+            if started == handled:
                 break
             await asyncio.sleep(0.05)
         assert status == "HTTP/1.1 200 OK"
