@@ -18,10 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator.admin_client import AdminClient, recorded_address, rows_frame
+from coordinator.backup import backup, restore
 from coordinator.ca import CoordinatorHome, init_home
 from coordinator.comparisons import build_comparison
+from coordinator.config import KEYS as CONFIG_KEYS
+from coordinator.config import load_config
 from coordinator.console import print_comparison_table
-from coordinator.server import CoordinatorConfig, RunningCoordinator, serve
+from coordinator.server import RunningCoordinator, serve
 from coordinator.store import Store
 from coordinator.study_client import export, results_frame
 from fedpeer.cli_support import parse_date, run_app
@@ -55,9 +58,26 @@ T = TypeVar("T")
 HOME = typer.Option(
     Path("coordinator-home"), "--home", envvar="FEDPEER_COORDINATOR_HOME", help="Coordinator home."
 )
+CONFIG = typer.Option(
+    None,
+    "--config",
+    envvar="FEDPEER_COORDINATOR_CONFIG",
+    help="A TOML settings file (see docs/operations.md).",
+)
 COORDINATOR = typer.Option(
     None, "--coordinator", help="HOST:PORT of the coordinator (default: as `serve` recorded)."
 )
+
+
+def _given(ctx: typer.Context, **renamed: str) -> dict[str, object]:
+    """The options typed on the command line (not defaults), by configuration key."""
+    given = {}
+    for name, value in ctx.params.items():
+        key = renamed.get(name, name)
+        source = ctx.get_parameter_source(name)
+        if key in CONFIG_KEYS and source is not None and source.name == "COMMANDLINE":
+            given[key] = value
+    return given
 
 
 def _admin_call(
@@ -90,23 +110,88 @@ def init(
 
 @app.command("serve")
 def serve_command(
+    ctx: typer.Context,
     home: Path = HOME,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(50051, help="Mutual-TLS port for agents and admin."),
     enrol_port: int = typer.Option(50052, "--enrol-port", help="Server-TLS enrolment port."),
     db: str | None = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite in home)."),
+    config_file: Path | None = CONFIG,
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address of /metrics."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="Serve Prometheus metrics on /metrics at this port."
+    ),
 ) -> None:
-    """Serve agents and administrators until interrupted."""
+    """Serve agents and administrators until interrupted.
+
+    Settings: the command line, then FEDPEER_COORDINATOR_* variables, then --config.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = CoordinatorConfig(home=home, host=host, port=port, enrol_port=enrol_port, db_url=db)
+    config = load_config(config_file, overrides=_given(ctx, db="db_url"))
 
     def started(running: RunningCoordinator) -> None:
         console.print(
             f"Serving on {running.address} (mutual TLS) and {running.enrol_address} (enrolment);"
             " Ctrl+C stops"
         )
+        if running.metrics_port is not None:
+            console.print(f"Metrics on http://{config.metrics_host}:{running.metrics_port}/metrics")
 
     asyncio.run(serve(config, started))
+
+
+DB = typer.Option(None, "--db", help="SQLAlchemy URL of the store (default: SQLite in home).")
+
+
+@app.command("backup")
+def backup_command(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="The backup file to write (a .tar.gz)."),
+    home: Path = HOME,
+    db: str | None = DB,
+    config_file: Path | None = CONFIG,
+    with_keys: bool = typer.Option(
+        False,
+        "--with-keys",
+        help="Also put the home's CA, server and admin keys in it: then guard it like the CA key.",
+    ),
+) -> None:
+    """Back up the store (consistent while serving), and with --with-keys the home's keys."""
+    config = load_config(config_file, overrides=_given(ctx, db="db_url"))
+    manifest = backup(CoordinatorHome(config.home), config.db_url, out, with_keys)
+    console.print(
+        f"Backed up the {manifest.store} store (schema revision {manifest.revision}) to {out}"
+    )
+    if manifest.home_files:
+        console.print(f"  with the home's keys ({', '.join(manifest.home_files)}): keep it secret")
+    else:
+        console.print("  without the CA key: back up the home's ca.key separately and securely")
+
+
+@app.command("restore")
+def restore_command(
+    ctx: typer.Context,
+    source: Path = typer.Option(..., "--from", help="A file written by `backup`."),
+    home: Path = HOME,
+    db: str | None = DB,
+    config_file: Path | None = CONFIG,
+    force: bool = typer.Option(
+        False, "--force", help="Replace a store that holds data (and a home's other keys)."
+    ),
+) -> None:
+    """Restore a backup into an empty store (stop the coordinator first)."""
+    config = load_config(config_file, overrides=_given(ctx, db="db_url"))
+    done = restore(CoordinatorHome(config.home), config.db_url, source, force)
+    console.print(
+        f"Restored the {done.manifest.store} store of {done.manifest.created_at} "
+        f"(schema revision {done.manifest.revision}, now {done.revision})"
+    )
+    if done.home_files:
+        console.print(f"  and the home's keys into {config.home}: {', '.join(done.home_files)}")
+    if not done.home_has_ca:
+        console.print(
+            f"  {config.home} holds no CA key: put the coordinator's keys back before serving"
+        )
 
 
 @practice_app.command("add")

@@ -26,6 +26,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from coordinator.ca import CoordinatorHome
+from coordinator.metrics import CoordinatorMetrics, MetricsInterceptor, MetricsServer
 from coordinator.release_check import check_document
 from coordinator.rounds import DocumentCheck
 from coordinator.services.admin import AdminServicer
@@ -65,6 +66,8 @@ class CoordinatorConfig:
     network_policy: DisclosurePolicy | None = None  # from the home's network.toml when None
     study_step_seconds: float = 300.0  # a study stage's time before it moves on without some
     study_tick_seconds: float = 1.0  # how often the study clock looks
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None  # no /metrics endpoint when None; 0 picks a free port
 
 
 @dataclass
@@ -81,6 +84,8 @@ class RunningCoordinator:
     _health: health.aio.HealthServicer | None = field(default=None, repr=False)
     _announcer: RoundAnnouncer | None = field(default=None, repr=False)
     _clock: StudyClock | None = field(default=None, repr=False)
+    metrics_port: int | None = None  # where /metrics is served, when it is
+    _metrics_server: MetricsServer | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -98,6 +103,8 @@ class RunningCoordinator:
             await self._health.enter_graceful_shutdown()
         await asyncio.gather(*(s.stop(grace) for s in self._servers))
         self._servers.clear()
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
         if self._announcer is not None:
             await self._announcer.stop()
         if self._clock is not None:
@@ -138,7 +145,9 @@ async def start_coordinator(
     clock = StudyClock(book, step, config.study_tick_seconds)
 
     health_servicer = health.aio.HealthServicer()
-    main = grpc.aio.server(options=server_options(), interceptors=[AuthInterceptor(store)])
+    metrics = CoordinatorMetrics(store)
+    counted = MetricsInterceptor(metrics)  # outermost: it sees refusals by AuthInterceptor too
+    main = grpc.aio.server(options=server_options(), interceptors=[counted, AuthInterceptor(store)])
     agent_pb2_grpc.add_AgentServicer_to_server(
         AgentServicer(store, ca, announcer, book, check, step), main
     )
@@ -154,13 +163,21 @@ async def start_coordinator(
         server_credentials(key_pem, cert_pem, ca.cert_pem, require_client_auth=True),
     )
 
-    enrol = grpc.aio.server(options=server_options())
+    enrol = grpc.aio.server(options=server_options(), interceptors=[counted])
     enrolment_pb2_grpc.add_EnrolmentServicer_to_server(
         EnrolmentServicer(store, ca, network_policy), enrol
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, enrol)
     enrol_port = _bind(enrol, config.host, config.enrol_port, server_credentials(key_pem, cert_pem))
 
+    metrics_server, metrics_port = None, None
+    if config.metrics_port is not None:
+        metrics_server = MetricsServer(metrics)
+        try:
+            metrics_port = await metrics_server.start(config.metrics_host, config.metrics_port)
+        except StoreError:
+            store.close()
+            raise
     await announcer.start()
     await clock.start()
     await main.start()
@@ -168,10 +185,11 @@ async def start_coordinator(
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "event=started host=%s port=%d enrol_port=%d store=%s",
+        "event=started host=%s port=%d enrol_port=%d metrics=%s store=%s",
         config.host,
         port,
         enrol_port,
+        "off" if metrics_port is None else f"{config.metrics_host}:{metrics_port}",
         store.engine.url.render_as_string(hide_password=True),
     )
     return RunningCoordinator(
@@ -185,6 +203,8 @@ async def start_coordinator(
         health_servicer,
         announcer,
         clock,
+        metrics_port,
+        metrics_server,
     )
 
 

@@ -322,6 +322,14 @@ class Store:
             ).all()
         return [(r.round_id, r.as_of) for r in rows]
 
+    def rounds_by_state(self) -> dict[str, int]:
+        """How many rounds are in each state (for the metrics endpoint)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(rounds.c.state, sa.func.count()).group_by(rounds.c.state)
+            ).all()
+        return {str(state): int(n) for state, n in rows}
+
     def close_round(self, round_id: str, now: dt.datetime) -> None:
         """Close an open round; closing a closed round changes nothing."""
         with self.engine.begin() as conn:
