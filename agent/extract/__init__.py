@@ -91,7 +91,7 @@ def open_extract(
     else:
         directory = Path(location)
         if not directory.is_dir():
-            raise ExtractError("the extract location is neither a directory nor a database URL")
+            raise ExtractError(f"{directory} is neither a folder nor a database URL")
         source = detect_format(directory)
         engine, dialect, close = open_files(
             directory, source, memory_limit=memory_limit, threads=threads
