@@ -9,6 +9,7 @@ import typer
 
 from agent.cli_home import HOME, agent_home
 from agent.client import Agent, enrol
+from agent.extract import check_location
 from agent.pipeline import RoundPipeline
 from agent.studies import StudyWorker
 from fedpeer.channel import split_address
@@ -56,8 +57,10 @@ def register(app: typer.Typer) -> None:
         once: bool = typer.Option(False, "--once", help="Answer the open rounds, then exit."),
     ) -> None:
         """Answer collection rounds: follow them as they open, or with --once, those open now."""
+        agent_home(home)
+        check_location(extract)  # now, not when the first round comes
         log_events()
-        agent = practice_agent(agent_home(home), extract)
+        agent = practice_agent(home, extract)
         if not once:
             console.print(f"Following rounds from {agent.identity.coordinator}; Ctrl+C stops")
             try:

@@ -65,6 +65,7 @@ MISTAKES = [
         "'--enrol-port'",
     ),
     ("agent", "run --home nowhere --extract {extract} --once", "no agent home at nowhere"),
+    ("agent", "run --home folder --extract nowhere", "nowhere is neither a folder nor a database"),
     ("agent", "synth --out s --practices 2 --list-size 50 --format xls", "'xls' is not one of"),
     ("agent", "synth --out file.txt --practices 2 --list-size 50", "file.txt is a file"),
     ("agent", "synth --out s --practices 0 --list-size 50", "'--practices'"),
