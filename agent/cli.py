@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import importlib
+from datetime import date
+from enum import StrEnum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from fedpeer.cli_support import parse_date, run_app
+from fedpeer.cli_support import (
+    add_common_options,
+    as_of_option,
+    file_to_write,
+    make_console,
+    run_app,
+)
 from fedpeer.release import write_rows_file
 
 app = typer.Typer(
@@ -21,7 +28,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-console = Console(highlight=False)
+add_common_options(app)
+console = make_console()
 
 # Each area of the agent adds its own commands; see the modules' register() functions.
 _COMMAND_MODULES = (
@@ -34,21 +42,31 @@ _COMMAND_MODULES = (
 )
 
 
+class Engine(StrEnum):
+    """The engines of ``agent.engine``: the same answers, computed in different places."""
+
+    sql = "sql"
+    reference = "reference"
+
+
 @app.command()
 def compute(
     extract: str = typer.Option(..., help="CSV or Parquet directory, or a SQLAlchemy URL."),
-    as_of: str = typer.Option(..., "--as-of", help="Reference date, YYYY-MM-DD."),
-    out: Path = typer.Option(..., help="Where to write the CSV of results."),
+    as_of: date = as_of_option(),
+    out: Path = typer.Option(
+        ..., callback=file_to_write, help="Where to write the CSV of results."
+    ),
     raw: bool = typer.Option(
         False, "--raw", help="Write unsuppressed local values (these never leave the machine)."
     ),
-    engine: str = typer.Option("sql", help="Engine: sql (fast, in the database) or reference."),
+    engine: Engine = typer.Option(
+        Engine.sql, help="Engine: sql (fast, in the database) or reference."
+    ),
 ) -> None:
     """Compute the standard indicators; write what would leave, or with --raw the raw values."""
     from agent.pipeline import compute_rows
 
-    reference_date = parse_date(as_of, "--as-of")
-    rows, quality = compute_rows(extract, reference_date, raw=raw, engine=engine)
+    rows, quality = compute_rows(extract, as_of, raw=raw, engine=engine.value)
     write_rows_file(rows, out)
     kind = "raw local values (never sent)" if raw else "released values"
     console.print(f"Wrote {len(rows)} rows of {kind} to {out}")

@@ -12,21 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from agent.audit import AuditLog
+from agent.cli_home import HOME, agent_home
 from agent.identity_store import AgentHome
 from agent.ledger import LEDGER_FILE, Ledger
+from fedpeer.cli_support import make_console
 from fedpeer.errors import RoundError
 
-console = Console(highlight=False)
-HOME = typer.Option(..., "--home", envvar="FEDPEER_AGENT_HOME", help="The agent's home directory.")
+console = make_console()
 
 
 def _ledger(home: Path) -> Ledger:
-    if not home.is_dir():
-        raise RoundError(f"{home} is not an agent home directory")
+    """The home's ledger; one that is not there yet is not made here."""
+    if not (agent_home(home) / LEDGER_FILE).exists():
+        raise RoundError(f"{home} holds no ledger yet: this agent has not answered a round")
     return Ledger.at_home(home)
 
 
@@ -48,8 +49,10 @@ def preview(
     practice_id = AgentHome(home).load().practice_id
     document = ledger.round_document(round_id, practice_id)
     table = Table(title=f"Round {round_id}: what would leave the practice")
-    for column in ("indicator", "category", "numerator", "denominator", "count", "mean", "value"):
-        table.add_column(column, justify="left" if column in ("indicator", "category") else "right")
+    for column in ("indicator", "category"):
+        table.add_column(column, overflow="fold")
+    for column in ("numerator", "denominator", "count", "mean", "value"):
+        table.add_column(column, justify="right")
     table.add_column("suppressed")
     for row in sorted(document.rows, key=lambda r: (r.indicator, r.category)):
         table.add_row(
@@ -92,7 +95,7 @@ audit_app = typer.Typer(help="The audit log of what has left the practice.", no_
 @audit_app.command("verify")
 def audit_verify(home: Path = HOME) -> None:
     """Check the audit log's hash chain; name the first entry that was tampered with."""
-    log = AuditLog.at_home(home)
+    log = AuditLog.at_home(agent_home(home))
     problem = log.verify()
     if problem is not None:
         console.print(f"Audit log damaged at {problem}")
@@ -115,8 +118,8 @@ def audit_show(home: Path = HOME) -> None:
     """List what has left the practice, oldest first."""
     table = Table(title="What has left the practice")
     for column in ("seq", "time", "round", "as of", "to", "receipt", "release sha256"):
-        table.add_column(column)
-    for e in AuditLog.at_home(home).show():
+        table.add_column(column, overflow="fold", no_wrap=column in ("seq", "as of"))
+    for e in AuditLog.at_home(agent_home(home)).show():
         table.add_row(
             str(e["seq"]),
             str(e["time"]),

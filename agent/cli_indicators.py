@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from fedpeer.cli_support import as_of_option
 from fedpeer.dates import long_date
 from fedpeer.definitions import (
     IndicatorDefinition,
@@ -18,15 +19,6 @@ from fedpeer.definitions import (
     load_standard_set,
 )
 from fedpeer.errors import DefinitionError
-
-
-def _as_of(value: str | None) -> date:
-    if value is None:
-        return date.today()
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date like 2026-09-30") from None
 
 
 def _fail(exc: DefinitionError) -> None:
@@ -45,10 +37,10 @@ def register(app: typer.Typer) -> None:
         indicator: str = typer.Argument(
             ..., help="An indicator id, or a path to a .toml definition."
         ),
-        as_of: str | None = typer.Option(None, "--as-of", help="Reference date (default: today)."),
+        as_of: date | None = as_of_option(None, "Reference date, YYYY-MM-DD (default: today)."),
     ) -> None:
         """Say in plain words what an indicator counts on a reference date."""
-        day = _as_of(as_of)
+        day = as_of or date.today()
         try:
             defn: IndicatorDefinition
             if indicator.endswith(".toml"):
@@ -63,10 +55,12 @@ def register(app: typer.Typer) -> None:
 
     @definitions.command("list")
     def list_command(
-        as_of: str | None = typer.Option(None, "--as-of", help="Reference date for the notes."),
+        as_of: date | None = as_of_option(
+            None, "Reference date for the notes, YYYY-MM-DD (default: today)."
+        ),
     ) -> None:
         """List the standard indicators and the practice profile, with versions and hashes."""
-        day = _as_of(as_of)
+        day = as_of or date.today()
         try:
             standard, profile = load_standard_set(), load_profile()
         except DefinitionError as exc:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
+from agent.cli_home import HOME, agent_home
 from agent.client import Agent, enrol
+from agent.extract import check_location
 from agent.pipeline import RoundPipeline
 from agent.studies import StudyWorker
 from fedpeer.channel import split_address
+from fedpeer.cli_support import log_events, make_console
 
-console = Console(highlight=False)
+console = make_console()
 
 
 def practice_agent(home: Path, extract: str) -> Agent:
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
         ),
         enrol_port: int = typer.Option(..., "--enrol-port", help="The enrolment port."),
         token: str = typer.Option(..., "--token", help="One-time token from the coordinator."),
-        home: Path = typer.Option(..., "--home", help="Directory for this agent's key and state."),
+        home: Path = HOME,
         server_name: str | None = typer.Option(
             None, "--server-name", help="Name in the coordinator's certificate, if not HOST."
         ),
@@ -51,12 +52,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("run")
     def run_command(
-        home: Path = typer.Option(..., "--home", help="The enrolled agent's directory."),
+        home: Path = HOME,
         extract: str = typer.Option(..., help="CSV or Parquet directory, or a SQLAlchemy URL."),
         once: bool = typer.Option(False, "--once", help="Answer the open rounds, then exit."),
     ) -> None:
         """Answer collection rounds: follow them as they open, or with --once, those open now."""
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        agent_home(home)
+        check_location(extract)  # now, not when the first round comes
+        log_events()
         agent = practice_agent(home, extract)
         if not once:
             console.print(f"Following rounds from {agent.identity.coordinator}; Ctrl+C stops")

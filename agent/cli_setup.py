@@ -17,10 +17,10 @@ from pathlib import Path
 
 import typer
 
+from agent.cli_home import HOME
 from agent.doctor import DEFAULT_TIMEOUT, Status, check_extract, diagnose, shown_location, summary
 from agent.policy_file import AGENT_TOML, agent_toml_template
 
-HOME = typer.Option(..., "--home", envvar="FEDPEER_AGENT_HOME", help="The agent's home directory.")
 EXTRACT = typer.Option(
     None, "--extract", help="CSV or Parquet directory, or a SQLAlchemy URL, to check it opens."
 )

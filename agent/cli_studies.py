@@ -10,31 +10,41 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
-from agent.studies import Decision, StudyBook
+from agent.cli_home import HOME, agent_home
+from agent.studies import STUDIES_FILE, Decision, LocalStudy, StudyBook
+from fedpeer.cli_support import make_console
 from fedpeer.definitions import explain
 from fedpeer.errors import RoundError
 
-console = Console(highlight=False)
-HOME = typer.Option(..., "--home", envvar="FEDPEER_AGENT_HOME", help="The agent's home directory.")
+console = make_console()
 study_app = typer.Typer(
     help="Studies: see them in plain words, approve, decline or withdraw.", no_args_is_help=True
 )
 
 
-def _book(home: Path) -> StudyBook:
-    if not home.is_dir():
-        raise RoundError(f"{home} is not an agent home directory")
-    return StudyBook.at_home(home)
+def _book(home: Path) -> StudyBook | None:
+    """The home's record of studies; None before the agent has seen any (none is made here)."""
+    path = agent_home(home) / STUDIES_FILE
+    return StudyBook(path) if path.exists() else None
+
+
+def _seen(home: Path, study_id: str) -> tuple[StudyBook, LocalStudy]:
+    """A study as this agent keeps it, and the book it is in."""
+    book = _book(home)
+    local = None if book is None else book.get(study_id)
+    if book is None or local is None:
+        raise RoundError(f"this agent has not seen a study {study_id}: run the agent first")
+    return book, local
 
 
 @study_app.command("list")
 def study_list(home: Path = HOME) -> None:
     """The studies this agent has seen, and the practice's decision on each."""
-    table = Table("study", "title", "owner", "as of", "decision", "why")
-    for local in _book(home).all():
+    table = Table(Column("study", overflow="fold"), "title", "owner", "as of", "decision", "why")
+    book = _book(home)
+    for local in [] if book is None else book.all():
         s = local.study
         table.add_row(s.study_id, s.title, s.owner, str(s.as_of), local.decision, local.why)
     console.print(table)
@@ -43,9 +53,7 @@ def study_list(home: Path = HOME) -> None:
 @study_app.command("show")
 def study_show(study_id: str = typer.Argument(..., metavar="STUDY"), home: Path = HOME) -> None:
     """A study in plain words: who asks, why, and exactly what each question counts."""
-    local = _book(home).get(study_id)
-    if local is None:
-        raise RoundError(f"this agent has not seen a study {study_id}: run the agent first")
+    _, local = _seen(home, study_id)
     s = local.study
     console.print(f"{s.title}\nAsked by {s.owner}, as of {s.as_of:%d %B %Y}.\n")
     console.print(f"Purpose: {s.purpose}\n")
@@ -62,10 +70,7 @@ def study_show(study_id: str = typer.Argument(..., metavar="STUDY"), home: Path 
 def _decide(
     study_id: str, home: Path, decision: Decision, why: str, allowed: set[Decision]
 ) -> None:
-    book = _book(home)
-    local = book.get(study_id)
-    if local is None:
-        raise RoundError(f"this agent has not seen a study {study_id}: run the agent first")
+    book, local = _seen(home, study_id)
     if local.decision not in allowed:
         raise RoundError(f"study {study_id} is {local.decision}: it cannot be {decision} now")
     book.decide(study_id, decision, why)

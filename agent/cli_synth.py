@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from agent.synth import generate_practices
+from fedpeer.cli_support import as_of_option, folder_to_write
 
 
 class Format(StrEnum):
@@ -20,21 +21,20 @@ class Format(StrEnum):
 
 def synth(
     out: Path = typer.Option(
-        ..., "--out", help="Directory to write DIR/<practice_id>/ and practices.csv into."
+        ...,
+        "--out",
+        callback=folder_to_write,
+        help="Directory to write DIR/<practice_id>/ and practices.csv into.",
     ),
     practices: int = typer.Option(..., "--practices", min=1, help="How many practices."),
     list_size: int = typer.Option(..., "--list-size", min=1, help="Typical registered list size."),
     seed: int = typer.Option(1, "--seed", help="The same seed writes the same files."),
-    as_of: str = typer.Option("2026-09-30", "--as-of", help="Reference date, YYYY-MM-DD."),
+    as_of: date = as_of_option(date(2026, 9, 30)),
     fmt: Format = typer.Option(Format.parquet, "--format", help="csv or parquet."),
 ) -> None:
     """Write synthetic practice extracts that differ the way real practices do."""
-    try:
-        reference = date.fromisoformat(as_of)
-    except ValueError:
-        raise typer.BadParameter("must be a date YYYY-MM-DD", param_hint="--as-of") from None
     made = generate_practices(
-        out, practices=practices, list_size=list_size, seed=seed, as_of=reference, fmt=fmt.value
+        out, practices=practices, list_size=list_size, seed=seed, as_of=as_of, fmt=fmt.value
     )
     localities = sorted({t.locality for t in made})
     typer.echo(

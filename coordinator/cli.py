@@ -8,14 +8,16 @@ machine or an administrator's laptop holding a copy of the admin key.
 from __future__ import annotations
 
 import asyncio
-import logging
+import errno
+import socket
 from collections.abc import Awaitable, Callable
+from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
+import pandas as pd
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from coordinator.admin_client import AdminClient, recorded_address, rows_frame
 from coordinator.backup import backup, restore
@@ -27,7 +29,16 @@ from coordinator.console import print_comparison_table
 from coordinator.server import RunningCoordinator, serve
 from coordinator.store import Store
 from coordinator.study_client import export, results_frame
-from fedpeer.cli_support import parse_date, run_app
+from fedpeer.cli_support import (
+    add_common_options,
+    as_of_option,
+    existing_home,
+    file_to_write,
+    folder_to_write,
+    log_events,
+    make_console,
+    run_app,
+)
 from fedpeer.collection import DefinitionDocument
 from fedpeer.definitions import load_definition, load_round_set, serialize
 from fedpeer.identity import cert_to_pem, key_to_pem
@@ -41,6 +52,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+add_common_options(app)
 practice_app = typer.Typer(help="Invite and list practices.", no_args_is_help=True)
 round_app = typer.Typer(help="Start, follow and close collection rounds.", no_args_is_help=True)
 study_app = typer.Typer(
@@ -52,11 +64,14 @@ app.add_typer(practice_app, name="practice")
 app.add_typer(round_app, name="round")
 app.add_typer(study_app, name="study")
 app.add_typer(analyst_app, name="analyst")
-console = Console(highlight=False)
+console = make_console()
 
 T = TypeVar("T")
 HOME = typer.Option(
-    Path("coordinator-home"), "--home", envvar="FEDPEER_COORDINATOR_HOME", help="Coordinator home."
+    Path("coordinator-home"),
+    "--home",
+    envvar="FEDPEER_COORDINATOR_HOME",
+    help="The coordinator's home directory.",
 )
 CONFIG = typer.Option(
     None,
@@ -80,10 +95,15 @@ def _given(ctx: typer.Context, **renamed: str) -> dict[str, object]:
     return given
 
 
+def _home(home: Path) -> CoordinatorHome:
+    """The coordinator home at ``home``; every command but ``init`` needs one, none makes one."""
+    return CoordinatorHome(existing_home(home, "coordinator", "fedpeer-coordinator init"))
+
+
 def _admin_call(
     home: Path, coordinator: str | None, call: Callable[[AdminClient], Awaitable[T]]
 ) -> T:
-    coord_home = CoordinatorHome(home)
+    coord_home = _home(home)
     address = coordinator or recorded_address(coord_home)
 
     async def run() -> T:
@@ -126,8 +146,10 @@ def serve_command(
 
     Settings: the command line, then FEDPEER_COORDINATOR_* variables, then --config.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = load_config(config_file, overrides=_given(ctx, db="db_url"))
+    _home(config.home)
+    _check_ports(config.host, config.port, config.enrol_port)
+    log_events()
 
     def started(running: RunningCoordinator) -> None:
         console.print(
@@ -158,7 +180,7 @@ def backup_command(
 ) -> None:
     """Back up the store (consistent while serving), and with --with-keys the home's keys."""
     config = load_config(config_file, overrides=_given(ctx, db="db_url"))
-    manifest = backup(CoordinatorHome(config.home), config.db_url, out, with_keys)
+    manifest = backup(_home(config.home), config.db_url, out, with_keys)
     console.print(
         f"Backed up the {manifest.store} store (schema revision {manifest.revision}) to {out}"
     )
@@ -194,6 +216,34 @@ def restore_command(
         )
 
 
+def _check_ports(host: str, port: int, enrol_port: int) -> None:
+    """Say in one line, before anything starts, why the coordinator could not listen."""
+    if port and port == enrol_port:
+        raise typer.BadParameter("it must differ from --port", param_hint="'--enrol-port'")
+    for option, number in (("--port", port), ("--enrol-port", enrol_port)):
+        if number:  # 0 lets the system choose a free port
+            _check_free(host, number, option)
+
+
+def _check_free(host: str, port: int, option: str) -> None:
+    """Try to listen on ``host:port`` as gRPC would, and name the option to change if not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise typer.BadParameter(
+                    f"port {port} on {host} is in use by another program: stop it, or choose "
+                    "another port",
+                    param_hint=f"'{option}'",
+                ) from None
+            raise typer.BadParameter(
+                f"cannot listen on {host}: {exc.strerror}", param_hint="'--host'"
+            ) from None
+
+
 @practice_app.command("add")
 def practice_add(
     practice_id: str = typer.Option(..., "--id", help="Practice id, e.g. its ODS code."),
@@ -212,7 +262,14 @@ def practice_add(
 def practice_list(home: Path = HOME, coordinator: str | None = COORDINATOR) -> None:
     """List practices, enrolled or invited."""
     practices = _admin_call(home, coordinator, lambda c: c.practices())
-    table = Table("id", "name", "locality", "enrolled", "certificate", "revoked")
+    table = Table(
+        Column("id", overflow="fold"),
+        "name",
+        "locality",
+        "enrolled",
+        Column("certificate", overflow="fold"),
+        "revoked",
+    )
     for p in practices:
         table.add_row(
             p.practice_id,
@@ -243,18 +300,15 @@ def standard_definitions() -> list[DefinitionDocument]:
 
 @round_app.command("start")
 def round_start(
-    as_of: str = typer.Option(
-        ...,
-        "--as-of",
-        help="Reference date: a month end no later than the last complete month, YYYY-MM-DD.",
+    as_of: date = as_of_option(
+        help="Reference date: a month end no later than the last complete month, YYYY-MM-DD."
     ),
     home: Path = HOME,
     coordinator: str | None = COORDINATOR,
 ) -> None:
     """Open a round of the standard indicators and announce it to connected agents."""
-    day = parse_date(as_of, "--as-of")
     definitions = standard_definitions()
-    round_ = _admin_call(home, coordinator, lambda c: c.start_round(day, definitions))
+    round_ = _admin_call(home, coordinator, lambda c: c.start_round(as_of, definitions))
     console.print(
         f"Started round {round_.round_id} (as of {round_.as_of}, "
         f"{len(round_.definitions)} definitions)"
@@ -263,7 +317,7 @@ def round_start(
 
 def _print_status(status: admin_pb2.RoundStatus) -> None:
     console.print(f"Round {status.round_id}, as of {status.as_of}: {status.state}")
-    table = Table("practice", "state", "at", "detail")
+    table = Table(Column("practice", overflow="fold"), "state", "at", "detail")
     for p in status.practices:
         detail = p.detail[:16] if p.state == "submitted" else p.detail
         table.add_row(p.practice_id, p.state, p.at, detail)
@@ -292,6 +346,14 @@ def round_close(
     _print_status(_admin_call(home, coordinator, lambda c: c.close_round(round_id)))
 
 
+def _frame_table(frame: pd.DataFrame) -> Table:
+    """A data frame as a table, empty cells blank, no value cut."""
+    table = Table(*(Column(str(name), overflow="fold") for name in frame.columns))
+    for record in frame.astype(object).where(frame.notna(), "").itertuples(index=False):
+        table.add_row(*(str(v) for v in record))
+    return table
+
+
 @app.command()
 def comparisons(
     round_id: str = typer.Argument(..., help="Round id."),
@@ -305,10 +367,7 @@ def comparisons(
         comparison = build_comparison(frame, round_label=round_id)
         print_comparison_table(comparison, console)
         return
-    table = Table(*frame.columns)
-    for record in frame.astype(object).where(frame.notna(), "").itertuples(index=False):
-        table.add_row(*(str(v) for v in record))
-    console.print(table)
+    console.print(_frame_table(frame))
 
 
 # -- studies ----------------------------------------------------------------------------
@@ -341,7 +400,7 @@ def study_create(
     owner: str = typer.Option(..., "--owner", help="The analyst who owns the study."),
     title: str = typer.Option(..., "--title", help="The study's title, in plain words."),
     purpose: str = typer.Option(..., "--purpose", help="Why it is asked, in plain words."),
-    as_of: str = typer.Option(..., "--as-of", help="Reference date: a month end, YYYY-MM-DD."),
+    as_of: date = as_of_option(help="Reference date: a month end, YYYY-MM-DD."),
     min_practices: int = typer.Option(
         10, "--min-practices", help="Publish only a sum over at least this many practices."
     ),
@@ -352,11 +411,10 @@ def study_create(
     coordinator: str | None = COORDINATOR,
 ) -> None:
     """Create a draft study; `study open` shows it to practices."""
-    day = parse_date(as_of, "--as-of")
     documents = []
     for path in definitions:
         if not path.is_file():
-            raise typer.BadParameter(f"{path}: no such definition file")
+            raise typer.BadParameter(f"{path}: no such definition file", param_hint="DEFINITIONS")
         definition = load_definition(path)
         documents.append(DefinitionDocument.of(definition.id, serialize(definition)))
     summary = _admin_call(
@@ -366,7 +424,7 @@ def study_create(
             owner=owner,
             title=title,
             purpose=purpose,
-            as_of=day,
+            as_of=as_of,
             min_practices=min_practices,
             definitions=documents,
             budget_rho=budget_rho,
@@ -388,7 +446,7 @@ def study_show(
 @study_app.command("list")
 def study_list(home: Path = HOME, coordinator: str | None = COORDINATOR) -> None:
     """Every study."""
-    table = Table("study", "title", "owner", "as of", "state", "joined")
+    table = Table(Column("study", overflow="fold"), "title", "owner", "as of", "state", "joined")
     for summary in _admin_call(home, coordinator, lambda c: c.studies()):
         study = Study.from_bytes(summary.study)
         joined = sum(m.state == "joined" for m in summary.members)
@@ -422,18 +480,21 @@ def study_close(
 def study_results(
     study_id: str = typer.Argument(..., help="Study id."),
     out: Path | None = typer.Option(
-        None, "--out", help="Write the results to a .csv or .parquet file."
+        None,
+        "--out",
+        callback=file_to_write,
+        help="Write the results to a .csv or .parquet file.",
     ),
     home: Path = HOME,
     coordinator: str | None = COORDINATOR,
 ) -> None:
     """A published study's pooled results (never any single practice's)."""
+    if out is not None and out.suffix not in (".csv", ".parquet"):
+        raise typer.BadParameter(
+            f"{out.name}: write to a .csv or .parquet file", param_hint="'--out'"
+        )
     frame = results_frame(_admin_call(home, coordinator, lambda c: c.study_results(study_id)))
     if out is not None:
-        if out.suffix not in (".csv", ".parquet"):
-            raise typer.BadParameter(f"{out.name}: write to a .csv or .parquet file")
-        if not out.parent.is_dir():
-            raise typer.BadParameter(f"{out.parent}: no such folder")
         export(frame, out)
         console.print(f"Wrote {len(frame)} rows to {out}")
         return
@@ -441,22 +502,24 @@ def study_results(
         f"Study {study_id}: pooled over {frame.attrs['practices']} practices, "
         f"published {frame.attrs['published_at']}"
     )
-    table = Table(*frame.columns)
-    for record in frame.astype(object).where(frame.notna(), "").itertuples(index=False):
-        table.add_row(*(str(v) for v in record))
-    console.print(table)
+    console.print(_frame_table(frame))
 
 
 @analyst_app.command("add")
 def analyst_add(
     name: str = typer.Argument(..., help="The analyst's name, exactly as studies name owners."),
-    out: Path = typer.Option(..., "--out", help="A new folder for the analyst's key and cert."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        callback=folder_to_write,
+        help="A new folder for the analyst's key and cert.",
+    ),
     home: Path = HOME,
 ) -> None:
     """Issue an analyst certificate: it reads the pooled results of its own studies only."""
     if out.exists() and any(out.iterdir()):
-        raise typer.BadParameter(f"{out} is not empty; choose a new folder")
-    ca = CoordinatorHome(home).load_ca()
+        raise typer.BadParameter(f"{out} is not empty; choose a new folder", param_hint="'--out'")
+    ca = _home(home).load_ca()
     key, cert = ca.issue_analyst(name)
     out.mkdir(parents=True, exist_ok=True)
     key_path = out / "analyst.key"

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from coordinator.comparisons import Comparison
 from coordinator.reports.wording import direction_words
+from fedpeer.cli_support import make_console
 
 
 def comparison_table(comparison: Comparison) -> Table:
@@ -50,7 +51,7 @@ def comparison_table(comparison: Comparison) -> Table:
 
 def print_comparison_table(comparison: Comparison, console: Console | None = None) -> None:
     """Print the comparison table, and any notes, to a rich console."""
-    console = console or Console()
+    console = console or make_console()
     console.print(comparison_table(comparison))
     for note in comparison.notes:
         console.print(f"[dim]Note: {note}[/]")

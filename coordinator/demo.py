@@ -126,7 +126,7 @@ async def run_demo(
             step(f"Closed round {round_.round_id}")
 
         frame = running.store.released_rows_frame(round_.round_id)
-        label = f"Round {round_.round_id}"
+        label = round_.round_id  # the reports say "Round" before it
         comparison = build_comparison(frame, round_label=label, as_of=as_of)
         print_comparison_table(comparison, console)
         reports = write_practice_reports(comparison, out, round_label=label, as_of=as_of)

@@ -119,7 +119,10 @@ class RunningCoordinator:
 
 def _bind(server: grpc.aio.Server, host: str, port: int, creds: grpc.ServerCredentials) -> int:
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_secure_port(target, creds)
+    try:
+        bound = server.add_secure_port(target, creds)
+    except RuntimeError:  # newer grpcio raises where older ones returned 0
+        bound = 0
     if bound == 0:
         raise StoreError(f"cannot listen on {host}:{port}: is another process using it?")
     return bound

@@ -151,6 +151,8 @@ class Store:
             else:
                 self.engine = sa.create_engine(url, pool_pre_ping=True)
             upgrade(self.engine)
+        except sa.exc.ArgumentError as exc:  # not a URL, or a database SQLAlchemy cannot load
+            raise StoreError(f"cannot open the store: {exc}") from None
         except sa.exc.OperationalError as exc:
             raise StoreError(f"cannot open the store at {self.engine.url!r}") from exc
 

@@ -15,6 +15,7 @@ names the table, the line or row and the column, never the value found there.
     ├── IdentityError           a certificate is missing, from another CA, or revoked
     ├── RoundError              a round is unknown, closed, or in the wrong state
     ├── StoreError              the coordinator's store cannot do what was asked
+    ├── HomeNotFound            the home directory given (--home) does not exist
     └── CoordinatorUnreachable  the agent cannot reach the coordinator
 """
 
@@ -82,6 +83,10 @@ class RoundError(FedpeerError):
 
 class StoreError(FedpeerError):
     """The coordinator's store cannot do what was asked."""
+
+
+class HomeNotFound(FedpeerError):
+    """The agent's or coordinator's home directory given on the command line does not exist."""
 
 
 class CoordinatorUnreachable(FedpeerError):

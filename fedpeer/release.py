@@ -167,11 +167,15 @@ def rows_to_csv(rows: Iterable[ResultRow]) -> str:
 
 
 def write_rows_file(rows: Iterable[ResultRow], path: Path) -> None:
-    """Write rows to a CSV file, replacing it atomically."""
+    """Write rows to a CSV file, replacing it atomically; on failure nothing is left behind."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as out:
-        write_rows(rows, out)
-    tmp.replace(path)
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as out:
+            write_rows(rows, out)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # it may hold released values
+        raise
 
 
 def read_rows(text: TextIO) -> list[ResultRow]:

@@ -127,7 +127,7 @@ def test_cli_round_trip(served: Path, tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
-    env = {**os.environ, "FEDPEER_COORDINATOR_HOME": str(tmp_path / "nowhere")}
+    env = {**os.environ, "FEDPEER_COORDINATOR_HOME": str(tmp_path)}  # a home, nothing served
     result = subprocess.run(
         [sys.executable, "-m", "coordinator.cli", "practice", "list"],
         capture_output=True,

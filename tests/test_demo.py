@@ -24,6 +24,7 @@ async def test_one_round_end_to_end_writes_a_report_per_practice(tmp_path: Path)
     for practice in practices:
         html = (out / f"practice-{practice['practice_id']}.html").read_text()
         assert practice["name"] in html
+        assert f"<dt>Round</dt><dd>{result.round_id}</dd>" in html
         others = [p["name"] for p in practices if p is not practice]
         assert not any(name in html for name in others), "peers are never named to each other"
         # What left the practice is in its own audit log, chained and intact.

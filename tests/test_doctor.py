@@ -284,7 +284,7 @@ def test_a_bad_extract_path_is_a_problem(tmp_path: Path) -> None:
     status, message = lines(result)["extract"]
     assert result.exit_code == 1
     assert status == "problem"
-    assert "neither a directory nor a database URL" in message
+    assert "neither a folder nor a database URL" in message
 
 
 def test_a_malformed_extract_names_the_place_never_the_value(tmp_path: Path) -> None:

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from fedpeer.measures import Breakdown, Count, IndicatorResult, Mean, Proportion, Rate
-from fedpeer.release import CSV_COLUMNS, ResultRow, read_rows, rows_to_csv, to_rows
+from fedpeer.release import (
+    CSV_COLUMNS,
+    ResultRow,
+    read_rows,
+    rows_to_csv,
+    to_rows,
+    write_rows_file,
+)
 
 
 def test_proportion_value_is_computed_from_the_counts_it_holds() -> None:
@@ -69,3 +80,17 @@ def test_csv_round_trip_keeps_every_field() -> None:
     assert back[0].suppressed and back[0].numerator is None and back[0].denominator == 400
     assert back[1].mean == round(0.612345678, 6)
     assert back[2].category == "gp" and back[2].count == 5
+
+
+def test_a_failed_write_leaves_no_temporary_file_of_released_values(tmp_path: Path) -> None:
+    def rows() -> Iterator[ResultRow]:
+        yield ResultRow("flu_vacc_65", numerator=60, denominator=100, value=0.6)
+        raise RuntimeError("the extract went away")
+
+    with pytest.raises(RuntimeError):
+        write_rows_file(rows(), tmp_path / "released.csv")
+    target = tmp_path / "folder"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_rows_file(to_rows([IndicatorResult("flu_vacc_65", Proportion(60, 100))]), target)
+    assert [p.name for p in tmp_path.iterdir()] == ["folder"]

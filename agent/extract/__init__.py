@@ -30,7 +30,7 @@ from agent.extract.sql import open_database
 from agent.extract.validate import validate
 from fedpeer.errors import ExtractError
 
-__all__ = ["DataQualitySummary", "Extract", "open_extract"]
+__all__ = ["DataQualitySummary", "Extract", "check_location", "open_extract"]
 
 
 @dataclass
@@ -66,6 +66,16 @@ class Extract:
         self.close()
 
 
+def _is_url(location: str | Path) -> bool:
+    return isinstance(location, str) and "://" in location
+
+
+def check_location(location: str | Path) -> None:
+    """Raise ``ExtractError`` when ``location`` is neither a folder nor a URL; nothing is read."""
+    if not _is_url(location) and not Path(location).is_dir():
+        raise ExtractError(f"{location} is neither a folder nor a database URL")
+
+
 def open_extract(
     location: str | Path,
     as_of: date,
@@ -83,15 +93,14 @@ def open_extract(
     validation (one more read now, far faster repeated queries: use it for large CSV
     extracts). It has no effect on a database URL, whose tables are used in place.
     """
+    check_location(location)
     text = str(location)
-    if isinstance(location, str) and "://" in location:
+    if _is_url(location):
         engine, dialect = open_database(text)
         source = dialect.name
         close: Callable[[], None] = engine.dispose
     else:
         directory = Path(location)
-        if not directory.is_dir():
-            raise ExtractError("the extract location is neither a directory nor a database URL")
         source = detect_format(directory)
         engine, dialect, close = open_files(
             directory, source, memory_limit=memory_limit, threads=threads
