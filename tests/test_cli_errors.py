@@ -125,6 +125,12 @@ MISTAKES = [
     ("coordinator", "study results S1 --out nowhere/r.csv", "there is no folder nowhere"),
     ("coordinator", "analyst add A --out a --home nowhere", "no coordinator home at nowhere"),
     ("coordinator", "analyst add A --out file.txt --home {coordinator}", "file.txt is a file"),
+    ("coordinator", "backup --out b.tar.gz --home nowhere", "no coordinator home at nowhere"),
+    ("coordinator", "restore --from nothing.tar.gz --home {coordinator}", "no such backup file"),
+    ("coordinator", "serve --home {coordinator} --config nothing.toml", "no such configuration"),
+    ("agent", "doctor --home nowhere", "nowhere does not exist"),
+    ("agent", "doctor --home folder --timeout abc", "'--timeout'"),
+    ("agent", "init --home file.txt/home", "file.txt/home: Not a directory"),
 ]
 # Commands that work, for what they print.
 WORKS = [
