@@ -352,7 +352,10 @@ def create_study(
         budget_rho=budget_rho,
         created_at=now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-    study.parsed()  # a definition that does not parse is refused here, naming it
+    for document, definition in zip(study.definitions, study.parsed(), strict=True):
+        # (a definition that does not parse is refused by parsed(), naming it)
+        if document.id != definition.id:
+            raise StudyError(f"definition {document.id} is sent under another id: {definition.id}")
     book.add(study, sign_bytes(ca.key, study.to_bytes()), now)
     log.info("event=study_created study=%s owner=%s", study.study_id, owner)
     return book.get(study.study_id)

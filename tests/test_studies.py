@@ -16,7 +16,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +33,12 @@ from agent.synth import generate_practice
 from coordinator.admin_client import AdminClient
 from coordinator.ca import init_home
 from coordinator.server import CoordinatorConfig, RunningCoordinator, start_coordinator
-from coordinator.studies import StudyBook, advance
+from coordinator.studies import StudyBook, advance, pooled_policy
 from coordinator.study_client import StudyClient, export, results_frame
 from coordinator.tables import metadata, studies, study_steps
 from fedpeer.collection import DefinitionDocument, decode_rows, encode_rows
 from fedpeer.definitions import find_standard, load_standard_set, serialize
-from fedpeer.disclosure import release
+from fedpeer.disclosure import check_release, release
 from fedpeer.errors import IdentityError
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import to_rows
@@ -458,6 +458,61 @@ async def test_a_study_on_the_postgresql_store(tmp_path: Path, postgres_url: str
         results = await network.admin.study_results(study_id)
         assert results.practices == 4
         assert list(decode_rows(results.rows)) == _expected_rows(stayers, definitions)
+    finally:
+        await network.admin.close()
+        await network.running.stop(0)
+
+
+def test_a_study_budget_buys_noise_on_the_pooled_counts() -> None:
+    """A budget of rho over k parts buys discrete Gaussian noise of scale sqrt(k / 2 rho)."""
+    definitions = [find_standard("dm_hba1c_le58"), find_standard("gp_f2f_minutes")]
+    study = Study(
+        study_id="s",
+        owner="o",
+        title="t",
+        purpose="p",
+        as_of=AS_OF,
+        min_practices=3,
+        definitions=tuple(DefinitionDocument.of(d.id, serialize(d)) for d in definitions),
+        budget_rho=0.75,
+    )
+    policy = pooled_policy(study, DisclosurePolicy())
+    assert policy.noise == "discrete_gaussian"
+    assert policy.noise_scale == pytest.approx((3 / (2 * 0.75)) ** 0.5)  # a mean counts twice
+    assert pooled_policy(replace(study, budget_rho=0.0), DisclosurePolicy()) == DisclosurePolicy()
+
+
+async def test_a_noisy_study_publishes_rows_the_network_policy_accepts(tmp_path: Path) -> None:
+    network = await _network(tmp_path, practices=4, step_seconds=STEP_SECONDS)
+    try:
+        summary = await network.admin.create_study(
+            owner=OWNER,
+            title="Noisy",
+            purpose="Noise on the pooled counts.",
+            as_of=AS_OF,
+            min_practices=3,
+            definitions=[
+                DefinitionDocument.of("flu_vacc_65", serialize(find_standard("flu_vacc_65")))
+            ],
+            budget_rho=0.5,
+        )
+        study_id = Study.from_bytes(summary.study).study_id
+        with pytest.raises(Exception, match="under another id"):
+            await network.admin.create_study(
+                owner=OWNER,
+                title="Mislabelled",
+                purpose="A definition sent under another id.",
+                as_of=AS_OF,
+                min_practices=3,
+                definitions=[DefinitionDocument.of("flu", serialize(find_standard("flu_vacc_65")))],
+            )
+        await network.admin.open_study(study_id)
+        await network.poll()
+        await network.admin.close_study(study_id)
+        state, _, detail = await network.until(study_id, {"published", "failed"})
+        assert state == "published", detail
+        rows = list(decode_rows((await network.admin.study_results(study_id)).rows))
+        assert check_release(rows, DisclosurePolicy()) == []
     finally:
         await network.admin.close()
         await network.running.stop(0)
