@@ -10,7 +10,8 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fedpeer needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The agent alone is `pip install fedpeer`; tests and the demo need every side.
+	$(BIN)/python -m pip install --quiet -e '.[coordinator,noise,dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
