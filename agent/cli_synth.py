@@ -8,8 +8,6 @@ from pathlib import Path
 
 import typer
 
-from agent.synth import generate_practices
-
 
 class Format(StrEnum):
     """File format of the written extracts."""
@@ -29,6 +27,8 @@ def synth(
     fmt: Format = typer.Option(Format.parquet, "--format", help="csv or parquet."),
 ) -> None:
     """Write synthetic practice extracts that differ the way real practices do."""
+    from agent.synth import generate_practices  # NumPy and pyarrow: only when asked
+
     try:
         reference = date.fromisoformat(as_of)
     except ValueError:
