@@ -9,23 +9,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from agent.client import Agent, enrol
-from agent.pipeline import RoundPipeline
-from agent.studies import StudyWorker
+from agent.client import enrol
+from agent.service import practice_agent  # one wiring for `run` and the service
 from fedpeer.channel import split_address
 
+__all__ = ["practice_agent", "register"]
+
 console = Console(highlight=False)
-
-
-def practice_agent(home: Path, extract: str) -> Agent:
-    """An enrolled agent answering rounds and studies from this practice's extract."""
-    pipeline = RoundPipeline(extract, home)
-    return Agent(
-        home,
-        pipeline.prepare,
-        on_acknowledged=pipeline.acknowledged,
-        studies=StudyWorker(home, extract),
-    )
 
 
 def register(app: typer.Typer) -> None:
