@@ -33,6 +33,7 @@ from coordinator.services.agent import AgentServicer, RoundAnnouncer
 from coordinator.services.auth import AuthInterceptor
 from coordinator.services.enrolment import EnrolmentServicer
 from coordinator.services.studies import AnalystServicer, StudyClock
+from coordinator.services.version import VersionInterceptor
 from coordinator.store import Store
 from coordinator.studies import StudyBook
 from fedpeer.channel import server_credentials, server_options
@@ -138,7 +139,9 @@ async def start_coordinator(
     clock = StudyClock(book, step, config.study_tick_seconds)
 
     health_servicer = health.aio.HealthServicer()
-    main = grpc.aio.server(options=server_options(), interceptors=[AuthInterceptor(store)])
+    main = grpc.aio.server(
+        options=server_options(), interceptors=[VersionInterceptor(), AuthInterceptor(store)]
+    )
     agent_pb2_grpc.add_AgentServicer_to_server(
         AgentServicer(store, ca, announcer, book, check, step), main
     )
@@ -154,7 +157,7 @@ async def start_coordinator(
         server_credentials(key_pem, cert_pem, ca.cert_pem, require_client_auth=True),
     )
 
-    enrol = grpc.aio.server(options=server_options())
+    enrol = grpc.aio.server(options=server_options(), interceptors=[VersionInterceptor()])
     enrolment_pb2_grpc.add_EnrolmentServicer_to_server(
         EnrolmentServicer(store, ca, network_policy), enrol
     )

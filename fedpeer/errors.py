@@ -15,7 +15,8 @@ names the table, the line or row and the column, never the value found there.
     ├── IdentityError           a certificate is missing, from another CA, or revoked
     ├── RoundError              a round is unknown, closed, or in the wrong state
     ├── StoreError              the coordinator's store cannot do what was asked
-    └── CoordinatorUnreachable  the agent cannot reach the coordinator
+    ├── CoordinatorUnreachable  the agent cannot reach the coordinator
+    └── VersionError            the agent is older than the coordinator accepts: upgrade it
 """
 
 from __future__ import annotations
@@ -86,3 +87,7 @@ class StoreError(FedpeerError):
 
 class CoordinatorUnreachable(FedpeerError):
     """The agent cannot reach the coordinator."""
+
+
+class VersionError(FedpeerError):
+    """The agent's fedpeer is older than the coordinator accepts; upgrading it is the fix."""
