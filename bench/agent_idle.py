@@ -198,39 +198,30 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        coordinator_home, extract = work / "coord", work / "extract"
+        extract = work / "extract"
         as_of = last_month_end(dt.date.today())
         generate_practice(
             extract, practice_seed=7, list_size=args.list_size, as_of=as_of, fmt="parquet"
         )
-        coordinator = ["-m", "coordinator.cli"]
-        run([py, *coordinator, "init", "--home", str(coordinator_home)], env)
-        server = subprocess.Popen(
-            [
-                py,
-                *coordinator,
-                "serve",
-                "--home",
-                str(coordinator_home),
-                "--port",
-                "0",
-                "--enrol-port",
-                "0",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            while not (coordinator_home / "address").exists():
-                time.sleep(0.05)
-            results = {
-                kind: measure(kind, work, coordinator_home, extract, args.idle, env)
-                for kind in args.commands
-            }
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
+        results = {}
+        for kind in args.commands:
+            # A coordinator of its own for each, so no agent sees another's round.
+            coordinator_home = work / f"coord-{kind}"
+            run([py, "-m", "coordinator.cli", "init", "--home", str(coordinator_home)], env)
+            serve = [py, "-m", "coordinator.cli", "serve", "--home", str(coordinator_home)]
+            server = subprocess.Popen(
+                [*serve, "--port", "0", "--enrol-port", "0"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                while not (coordinator_home / "address").exists():
+                    time.sleep(0.05)
+                results[kind] = measure(kind, work, coordinator_home, extract, args.idle, env)
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=30)
     print(f"Agent idle and after a round: {platform.machine()}, {os.cpu_count()} cores, ", end="")
     print(f"Python {platform.python_version()}; a {args.list_size:,}-patient practice (Parquet)")
     rows = [
