@@ -3,11 +3,12 @@
 An agent waits for weeks between rounds holding one connection. What reading an extract
 takes (DuckDB, SQLAlchemy, NumPy, the engines, and the memory of a round) is loaded in a
 child process, never in the agent: the child is started when work arrives, takes the
-work that follows soon after (a round's questions, a study's step, several agents in
-one process in the demo and the tests), and exits ``LINGER_SECONDS`` after the last, so
-the machine gets the memory back. One child at a time: a practice's extract is never read
-twice at once. ``spawn`` starts it the same way on Linux and Windows, from a fresh
-interpreter (nothing of the agent's state is copied but the arguments).
+work that follows soon after (a round, a study's step), and exits ``LINGER_SECONDS``
+after the last, so the machine gets the memory back. An agent has one job at a time, so
+one child; only where several agents share a process (the demo, the tests) do up to
+``WORKERS`` children work side by side. ``spawn`` starts a child the same way on Linux
+and Windows, from a fresh interpreter (nothing of the agent's state is copied but the
+arguments).
 
 The child's log records come back with its answer and go to the agent's own log, so a
 round reads in the log (journald, a service wrapper's file) as if it ran in the agent.
