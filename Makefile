@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint proto proto-check bench clean
+.PHONY: demo test lint proto proto-check bench bench-agent clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fedpeer needs Python 3.11 or newer")'
@@ -35,6 +35,11 @@ proto-check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+
+# The waiting agent's memory and CPU, and what each install weighs (docs/benchmarks.md).
+bench-agent: $(STAMP)
+	$(BIN)/python bench/agent_idle.py
+	$(BIN)/python bench/install_size.py
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info
