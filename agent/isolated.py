@@ -105,12 +105,12 @@ def _call_in_child(
 
 
 LINGER_SECONDS = 15.0
-# Several agents share one process only in the demo and the tests; an agent has one job at a time.
+# Several agents share a process only in the demo and the tests; an agent has one job at a time.
 WORKERS = min(4, os.cpu_count() or 1)
 
 
 class _Child:
-    """The one child process, started on demand and ended once idle."""
+    """The child process(es), started on demand and ended once idle."""
 
     def __init__(self, linger_seconds: float) -> None:
         self.linger_seconds = linger_seconds
@@ -150,18 +150,18 @@ class _Child:
 
     def close_if_idle(self) -> None:
         """End the child process unless work has arrived meanwhile."""
+        # All under the lock: new work waits the moment this takes, then starts afresh.
         with self._lock:
             if self._busy or self._pool is None:
                 return
-            pool, self._pool, self._timer = self._pool, None, None
-        pool.shutdown(wait=True)
-        del pool
-        gc.collect()  # the pool's semaphores unregister themselves when collected
-        # On POSIX, spawning started multiprocessing's resource tracker, a process that
-        # would otherwise stay beside the agent for good; the next spawn starts another.
-        stop = getattr(resource_tracker._resource_tracker, "_stop", None)
-        if stop is not None:
-            stop()
+            self._pool.shutdown(wait=True)
+            self._pool = self._timer = None
+            gc.collect()  # the pool's semaphores unregister themselves when collected
+            # On POSIX, spawning started multiprocessing's resource tracker, a process that
+            # would otherwise stay beside the agent for good; the next spawn starts another.
+            stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+            if stop is not None:
+                stop()
 
     @property
     def running(self) -> bool:
