@@ -77,9 +77,10 @@ def parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parsed options; exits 2 with a usage line when they are wrong."""
-    args = parser().parse_args(argv)
+    options = parser()
+    args = options.parse_args(argv)
     if args.log_max_mb <= 0 or args.log_backups < 1:
-        parser().error("--log-max-mb must be positive and --log-backups at least 1")
+        options.error("--log-max-mb must be positive and --log-backups at least 1")
     return args
 
 
