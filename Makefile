@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint proto proto-check bench clean
+.PHONY: demo test lint proto proto-check bench bench-agent clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fedpeer needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The agent alone is `pip install fedpeer`; tests and the demo need every side.
+	$(BIN)/python -m pip install --quiet -e '.[coordinator,noise,dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,6 +35,11 @@ proto-check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+
+# The waiting agent's memory and CPU, and what each install weighs (docs/benchmarks.md).
+bench-agent: $(STAMP)
+	$(BIN)/python bench/agent_idle.py
+	$(BIN)/python bench/install_size.py
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info

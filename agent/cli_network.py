@@ -8,25 +8,15 @@ from pathlib import Path
 import typer
 
 from agent.cli_home import HOME, agent_home
-from agent.client import Agent, enrol
-from agent.extract import check_location
-from agent.pipeline import RoundPipeline
-from agent.studies import StudyWorker
+from agent.client import enrol
+from agent.location import check_location
+from agent.service import practice_agent  # one wiring for `run` and the service
 from fedpeer.channel import split_address
 from fedpeer.cli_support import log_events, make_console
 
+__all__ = ["practice_agent", "register"]
+
 console = make_console()
-
-
-def practice_agent(home: Path, extract: str) -> Agent:
-    """An enrolled agent answering rounds and studies from this practice's extract."""
-    pipeline = RoundPipeline(extract, home)
-    return Agent(
-        home,
-        pipeline.prepare,
-        on_acknowledged=pipeline.acknowledged,
-        studies=StudyWorker(home, extract),
-    )
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 
-from agent.synth import generate_practices
 from fedpeer.cli_support import as_of_option, folder_to_write
 
 
@@ -33,6 +32,8 @@ def synth(
     fmt: Format = typer.Option(Format.parquet, "--format", help="csv or parquet."),
 ) -> None:
     """Write synthetic practice extracts that differ the way real practices do."""
+    from agent.synth import generate_practices  # NumPy and pyarrow: only when asked
+
     made = generate_practices(
         out, practices=practices, list_size=list_size, seed=seed, as_of=as_of, fmt=fmt.value
     )

@@ -8,8 +8,8 @@ The checks, in order, each ``ok``, ``warning`` or ``problem``:
 - **certificate**: expiry (a problem once expired, a warning under 30 days);
 - **extract** (with ``--extract``): it opens and validates as of the last complete month
   end; its list size (the profile's own definition) and row counts, never a value;
-- **coordinator**: a real mutual-TLS call, outbound only (the gRPC health check, then
-  ``ListOpenRounds``, which the coordinator answers only for an enrolled practice);
+- **coordinator**: a real mutual-TLS call, outbound only (``ListOpenRounds``, which the
+  coordinator answers only for an enrolled practice);
 - **clock**: not behind the coordinator. gRPC carries no server time, and nothing is
   added to the protocol for this, so the clock is compared with times the coordinator
   has certified: the certificates' start (a clock before it breaks TLS) and the signed
@@ -40,11 +40,8 @@ from typing import Protocol
 
 import grpc
 from cryptography.exceptions import InvalidSignature
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent.audit import AUDIT_FILE
-from agent.engine import evaluate
-from agent.extract import open_extract
 from agent.identity_store import (
     CA_FILE,
     CERT_FILE,
@@ -77,7 +74,6 @@ DEFAULT_TIMEOUT = 5.0
 # Files that hold what the practice released, its secrets, or its study keys.
 PRIVATE_FILES = (KEY_FILE, LEDGER_FILE, OUTBOX_FILE, AUDIT_FILE, STUDIES_FILE)
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
-AGENT_SERVICE = "fedpeer.v1.Agent"
 LIST_SIZE = "profile.list_size"
 
 
@@ -273,6 +269,9 @@ def shown_location(location: str) -> str:
 
 def check_extract(location: str, today: dt.date) -> Finding:
     """The extract opens and validates as of the last complete month end; row counts only."""
+    from agent.engine import evaluate  # the extract's readers load only when one is checked
+    from agent.extract import open_extract
+
     as_of = last_complete_month_end(today)
     where = shown_location(location)
     try:
@@ -334,27 +333,14 @@ async def probe_coordinator(identity: AgentIdentity, timeout: float) -> Coordina
     i = identity
     address = i.coordinator
     started = time.monotonic()
-    step = "health"
+    # Only the agent's own service is called: the health-check stubs belong to the
+    # coordinator's install, not the agent's.
+    step = "agent"
     try:
         async with secure_channel(address, i.ca_pem, i.key_pem, i.cert_pem, i.server_name) as ch:
-            served = await health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(service=AGENT_SERVICE), timeout=timeout
-            )
-            elapsed = time.monotonic() - started
-            if served.status != health_pb2.HealthCheckResponse.SERVING:
-                return CoordinatorProbe(
-                    Finding(
-                        "coordinator",
-                        Status.WARNING,
-                        f"reached {address} over mutual TLS, but it is not serving agents "
-                        f"now ({health_pb2.HealthCheckResponse.ServingStatus.Name(served.status)})"
-                        ": it may be restarting; try again in a few minutes",
-                    ),
-                    reached=True,
-                )
-            step = "agent"
             stub = agent_pb2_grpc.AgentStub(ch)
             listed = await stub.ListOpenRounds(agent_pb2.ListOpenRoundsRequest(), timeout=timeout)
+            elapsed = time.monotonic() - started
             newest, created = None, None
             if listed.rounds:
                 newest = listed.rounds[-1].round_id  # the coordinator lists oldest first

@@ -5,6 +5,10 @@
 ``compute_results`` gives raw results, which never leave the practice;
 ``compute_rows`` gives the rows ``fedpeer-agent compute`` writes, released by default;
 ``RoundPipeline`` answers a coordinator's rounds (its docstring gives the order).
+
+The extract reader and the engines (DuckDB, SQLAlchemy) are imported where an extract is
+read, not with this module: an agent waiting for rounds never loads them, and answers
+each round in a child process (``agent.isolated``) that does.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.audit import AuditLog
 from agent.differencing import CandidateSets, decline_reason
-from agent.engine import Membership, evaluate, membership
-from agent.extract import DataQualitySummary, open_extract
 from agent.identity_store import AgentHome
+from agent.isolated import run_isolated
 from agent.ledger import Ledger, NewRelease, Question, State
 from agent.policy_file import load_settings
 from fedpeer.collection import DECLINED, Receipt, Refusal, ReleaseDocument, Round
@@ -38,6 +42,10 @@ from fedpeer.errors import FedpeerError
 from fedpeer.measures import IndicatorResult
 from fedpeer.policy import DisclosurePolicy, strictest
 from fedpeer.release import ResultRow, to_rows
+
+if TYPE_CHECKING:
+    from agent.engine import Membership
+    from agent.extract import DataQualitySummary
 
 log = logging.getLogger("fedpeer.agent")
 
@@ -60,6 +68,9 @@ def compute_results(
     by_age_sex: bool = False,
 ) -> tuple[list[IndicatorResult], DataQualitySummary]:
     """Raw results of the definitions (the standard set and profile by default)."""
+    from agent.engine import evaluate
+    from agent.extract import open_extract
+
     chosen = load_round_set() if definitions is None else list(definitions)
     with (
         open_extract(location, as_of, known_codes=_codes(chosen)) as extract,
@@ -73,6 +84,9 @@ def evaluate_with_membership(
     location: str, as_of: date, definitions: Sequence[IndicatorDefinition], *, engine: str = "sql"
 ) -> tuple[list[IndicatorResult], list[Membership]]:
     """Raw results and the sets they count, from one reading of the extract."""
+    from agent.engine import evaluate, membership
+    from agent.extract import open_extract
+
     with (
         open_extract(location, as_of, known_codes=_codes(definitions)) as extract,
         extract.connect() as connection,
@@ -121,6 +135,9 @@ class RoundPipeline:
        the policy has any; gates read true values), and **record** the round in one write.
     5. The answer is the release document of recorded answers, relabelled to the round's
        ids; with manual approval it waits for ``fedpeer-agent approve``.
+
+    With ``isolated`` (the default) all of it runs in a child process started for the
+    round, so the agent's memory returns to idle after it; ``today`` must then pickle.
     """
 
     def __init__(
@@ -130,14 +147,21 @@ class RoundPipeline:
         *,
         engine: str = "sql",
         today: Callable[[], date] = date.today,
+        isolated: bool = True,
     ) -> None:
         self.extract = extract
         self.home = Path(home)
         self.engine = engine
         self._today = today
+        self.isolated = isolated
 
     def prepare(self, round_: Round) -> ReleaseDocument | Refusal:
         """The release document for a round, or the refusal the coordinator will hear."""
+        if self.isolated:
+            return run_isolated(_prepare, self.extract, self.home, self.engine, self._today, round_)
+        return self._prepare(round_)
+
+    def _prepare(self, round_: Round) -> ReleaseDocument | Refusal:
         identity = AgentHome(self.home).load()
         settings = load_settings(self.home)
         today = self._today()
@@ -298,6 +322,13 @@ class RoundPipeline:
             )
         finally:
             ledger.close()
+
+
+def _prepare(
+    extract: str, home: Path, engine: str, today: Callable[[], date], round_: Round
+) -> ReleaseDocument | Refusal:
+    """``RoundPipeline.prepare`` in this process: what the child process runs."""
+    return RoundPipeline(extract, home, engine=engine, today=today, isolated=False).prepare(round_)
 
 
 @cache

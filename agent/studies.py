@@ -27,6 +27,7 @@ kept here, and names no patient.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -36,10 +37,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from agent.identity_store import AgentIdentity
+from agent.isolated import run_isolated
 from agent.local_db import transaction
 from agent.pipeline import compute_results
 from agent.policy_file import load_settings
@@ -233,11 +236,14 @@ class StudyWorker:
         *,
         engine: str = "sql",
         today: Callable[[], dt.date] = dt.date.today,
+        isolated: bool = True,
     ) -> None:
         self.home = Path(home)
         self.extract = extract
         self.engine = engine
         self._today = today
+        # The extract is read in a child process (agent.isolated), as for rounds.
+        self.isolated = isolated
 
     async def run(self, stub: agent_pb2_grpc.AgentStub, identity: AgentIdentity) -> None:
         """Look at every study once and take whatever step is due."""
@@ -350,10 +356,11 @@ class StudyWorker:
             return {"shares": {p: b64(c) for p, c in sorted(shares.items())}}
         if stage is Stage.MASKED:
             inbox = {p: unb64(c, f"share from {p}") for p, c in doc.get("inbox", {}).items()}
-            definitions = study.parsed()
-            results, _ = compute_results(self.extract, study.as_of, definitions, engine=self.engine)
-            masked = party.masked_input(inbox, to_vector(definitions, results))
-            book.update(study.study_id, party=party.to_bytes())
+            run = run_isolated if self.isolated else _in_process
+            masked, state = await asyncio.to_thread(
+                run, masked_counts, self.extract, self.engine, study, party.to_bytes(), inbox
+            )
+            book.update(study.study_id, party=state)
             return {"masked": b64(masked)}
         survivors = doc.get("survivors")
         if not isinstance(survivors, list) or me not in survivors:
@@ -451,6 +458,21 @@ class StudyWorker:
                         f"the same question by {apart}, fewer than {study.min_practices}: "
                         "subtracting would give their values away"
                     )
+
+
+def masked_counts(
+    extract: str, engine: str, study: Study, party_state: bytes, inbox: dict[str, bytes]
+) -> tuple[bytes, bytes]:
+    """The practice's counts for a study, from its extract, masked; and the party's new state."""
+    definitions = study.parsed()
+    results, _ = compute_results(extract, study.as_of, definitions, engine=engine)
+    party = Party.from_bytes(party_state)
+    masked = party.masked_input(inbox, to_vector(definitions, results))
+    return masked, party.to_bytes()
+
+
+def _in_process(fn: Callable[..., Any], /, *args: Any) -> Any:
+    return fn(*args)
 
 
 class _Poster:

@@ -34,6 +34,7 @@ from coordinator.services.agent import AgentServicer, RoundAnnouncer
 from coordinator.services.auth import AuthInterceptor
 from coordinator.services.enrolment import EnrolmentServicer
 from coordinator.services.studies import AnalystServicer, StudyClock
+from coordinator.services.version import VersionInterceptor
 from coordinator.store import Store
 from coordinator.studies import StudyBook
 from fedpeer.channel import server_credentials, server_options
@@ -149,8 +150,11 @@ async def start_coordinator(
 
     health_servicer = health.aio.HealthServicer()
     metrics = CoordinatorMetrics(store)
-    counted = MetricsInterceptor(metrics)  # outermost: it sees refusals by AuthInterceptor too
-    main = grpc.aio.server(options=server_options(), interceptors=[counted, AuthInterceptor(store)])
+    counted = MetricsInterceptor(metrics)  # outermost: it sees refusals by the others too
+    main = grpc.aio.server(
+        options=server_options(),
+        interceptors=[counted, VersionInterceptor(), AuthInterceptor(store)],
+    )
     agent_pb2_grpc.add_AgentServicer_to_server(
         AgentServicer(store, ca, announcer, book, check, step), main
     )
@@ -166,7 +170,7 @@ async def start_coordinator(
         server_credentials(key_pem, cert_pem, ca.cert_pem, require_client_auth=True),
     )
 
-    enrol = grpc.aio.server(options=server_options(), interceptors=[counted])
+    enrol = grpc.aio.server(options=server_options(), interceptors=[counted, VersionInterceptor()])
     enrolment_pb2_grpc.add_EnrolmentServicer_to_server(
         EnrolmentServicer(store, ca, network_policy), enrol
     )

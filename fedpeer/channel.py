@@ -2,24 +2,38 @@
 
 Both sides import these factories so their options agree: the agent pings to keep its
 long-lived round subscription alive through NAT and firewalls, and the server permits
-those pings rather than closing the connection for "too many pings". ``translate`` turns
-a failed call into the domain error a person can act on, for every client alike.
+those pings rather than closing the connection for "too many pings". Every call from a
+channel made here says which fedpeer made it (metadata ``fedpeer-version``), so the
+coordinator can refuse an agent too old for it (``coordinator.services.version``).
+``translate`` turns a failed call into the domain error a person can act on, for every
+client alike.
 """
 
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import grpc
 
+from fedpeer import __version__
 from fedpeer.collection import RoundClosed, SubmissionConflict, UnknownRound
-from fedpeer.errors import CoordinatorUnreachable, FedpeerError, IdentityError, RoundError
+from fedpeer.errors import (
+    CoordinatorUnreachable,
+    FedpeerError,
+    IdentityError,
+    RoundError,
+    VersionError,
+)
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # a round with many definitions, or a large submission
 KEEPALIVE_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 10_000
 
 Options = list[tuple[str, int | str]]
+VERSION_HEADER = "fedpeer-version"
+# The coordinator's refusal of an old agent ends with these words (services.version).
+UPGRADE = "upgrade the agent"
 
 
 def channel_options(server_name: str | None = None) -> Options:
@@ -68,6 +82,30 @@ def server_credentials(
     )
 
 
+class VersionHeader(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    """Adds ``fedpeer-version: <this fedpeer>`` to the metadata of every call."""
+
+    def __init__(self, version: str = __version__) -> None:
+        self.version = version
+
+    def _with_version(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        metadata[VERSION_HEADER] = self.version
+        return details._replace(metadata=metadata)  # type: ignore[attr-defined]
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        """Send a unary call with the version header."""
+        return await continuation(self._with_version(client_call_details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        """Open a server stream with the version header."""
+        return await continuation(self._with_version(client_call_details), request)
+
+
 def secure_channel(
     address: str,
     ca_pem: bytes,
@@ -79,7 +117,12 @@ def secure_channel(
     credentials = grpc.ssl_channel_credentials(
         root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
     )
-    return grpc.aio.secure_channel(address, credentials, options=channel_options(server_name))
+    return grpc.aio.secure_channel(
+        address,
+        credentials,
+        options=channel_options(server_name),
+        interceptors=[VersionHeader()],
+    )
 
 
 # -- failures as sentences a person can act on (both sides' clients) --------------
@@ -138,6 +181,8 @@ def translate(exc: grpc.aio.AioRpcError, address: str, probe: bool = False) -> F
         return UnknownRound(details)
     if code == grpc.StatusCode.ALREADY_EXISTS:
         return SubmissionConflict(details)
+    if code == grpc.StatusCode.FAILED_PRECONDITION and details.endswith(UPGRADE):
+        return VersionError(details)
     if code == grpc.StatusCode.FAILED_PRECONDITION and "closed" in details:
         return RoundClosed(details)
     return RoundError(f"the coordinator refused the request ({code.name}): {details}")

@@ -81,8 +81,11 @@ class MeanSum:
 def _measurement(noise: Noise, scale: float) -> object:
     try:
         import opendp.prelude as dp
-    except ImportError as exc:  # pragma: no cover - opendp is a declared dependency
-        raise PolicyError("differential privacy needs the opendp package") from exc
+    except ImportError as exc:  # pragma: no cover - the tests install the noise extra
+        raise PolicyError(
+            "this network's policy adds noise, which needs the opendp package: "
+            "pip install 'fedpeer[noise]'"
+        ) from exc
     dp.enable_features("contrib")
     space = dp.atom_domain(T=int), dp.absolute_distance(T=int)
     if noise == Noise.DISCRETE_GAUSSIAN:

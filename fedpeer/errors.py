@@ -16,7 +16,8 @@ names the table, the line or row and the column, never the value found there.
     ├── RoundError              a round is unknown, closed, or in the wrong state
     ├── StoreError              the coordinator's store cannot do what was asked
     ├── HomeNotFound            the home directory given (--home) does not exist
-    └── CoordinatorUnreachable  the agent cannot reach the coordinator
+    ├── CoordinatorUnreachable  the agent cannot reach the coordinator
+    └── VersionError            the agent is older than the coordinator accepts: upgrade it
 """
 
 from __future__ import annotations
@@ -91,3 +92,7 @@ class HomeNotFound(FedpeerError):
 
 class CoordinatorUnreachable(FedpeerError):
     """The agent cannot reach the coordinator."""
+
+
+class VersionError(FedpeerError):
+    """The agent's fedpeer is older than the coordinator accepts; upgrading it is the fix."""

@@ -59,9 +59,8 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -71,6 +70,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fedpeer.canonical import canonical_json, sha256_hex
 from fedpeer.errors import FedpeerError
+
+if TYPE_CHECKING:  # NumPy is imported where vectors are made: an idle agent never needs it
+    import numpy as np
 
 __all__ = ["Aggregator", "Party", "PublicKeys", "SecAggError"]
 
@@ -210,6 +212,8 @@ def _agree(private: X25519PrivateKey, public: bytes, where: str, other: str) -> 
 
 def _prg(key: bytes, length: int) -> np.ndarray:
     """``length`` pseudo-random uint64: the AES-256-CTR keystream, little-endian."""
+    import numpy as np
+
     encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
     stream = encryptor.update(bytes(8 * length)) + encryptor.finalize()
     return np.frombuffer(stream, dtype="<u8")
@@ -283,6 +287,8 @@ def _value_limit(parties: int) -> int:
 
 def _check_vector(vector: Sequence[int], parties: int, where: str) -> np.ndarray:
     """The vector as uint64, once every value is an integer within ``_value_limit``."""
+    import numpy as np
+
     limit = _value_limit(parties)
     if isinstance(vector, str | bytes) or len(vector) == 0:
         raise SecAggError(f"{where}: the vector must be a non-empty sequence of integers")
@@ -632,6 +638,8 @@ class Aggregator:
             raise SecAggError(
                 f"{where}: the masked input of {party} is not {self.length} 64-bit values"
             )
+        import numpy as np
+
         self._masked[party] = np.frombuffer(data, dtype="<u8")
 
     @property
@@ -676,6 +684,8 @@ class Aggregator:
                 f"{where}: only {len(self._unmasking)} survivors sent unmasking shares; "
                 f"the threshold is {self.threshold}"
             )
+        import numpy as np
+
         total = np.zeros(self.length, dtype=np.uint64)
         for party in survivors:
             total += self._masked[party]

@@ -28,7 +28,7 @@ from agent.extract.files import materialize as materialize_views
 from agent.extract.quality import DataQualitySummary
 from agent.extract.sql import open_database
 from agent.extract.validate import validate
-from fedpeer.errors import ExtractError
+from agent.location import check_location, is_url
 
 __all__ = ["DataQualitySummary", "Extract", "check_location", "open_extract"]
 
@@ -66,16 +66,6 @@ class Extract:
         self.close()
 
 
-def _is_url(location: str | Path) -> bool:
-    return isinstance(location, str) and "://" in location
-
-
-def check_location(location: str | Path) -> None:
-    """Raise ``ExtractError`` when ``location`` is neither a folder nor a URL; nothing is read."""
-    if not _is_url(location) and not Path(location).is_dir():
-        raise ExtractError(f"{location} is neither a folder nor a database URL")
-
-
 def open_extract(
     location: str | Path,
     as_of: date,
@@ -95,7 +85,7 @@ def open_extract(
     """
     check_location(location)
     text = str(location)
-    if _is_url(location):
+    if is_url(location):
         engine, dialect = open_database(text)
         source = dialect.name
         close: Callable[[], None] = engine.dispose

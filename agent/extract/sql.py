@@ -44,6 +44,12 @@ def open_database(url: str) -> tuple[sa.Engine, SourceDialect]:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError):
         raise ExtractError("the database URL is not a valid SQLAlchemy URL") from None
+    except ImportError as exc:
+        # The agent alone (`pip install fedpeer`) carries no PostgreSQL driver.
+        raise ExtractError(
+            f"reading this extract needs the database driver {exc.name}, which is not "
+            "installed: for PostgreSQL, pip install 'fedpeer[postgres]'"
+        ) from None
     dialect_cls = _DIALECTS.get(engine.dialect.name)
     if dialect_cls is None:
         engine.dispose()

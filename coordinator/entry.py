@@ -1,0 +1,28 @@
+"""The ``fedpeer-coordinator`` command, saying so when the coordinator extra is missing.
+
+``pip install fedpeer`` is the agent alone; a practice machine that runs
+``fedpeer-coordinator`` should learn which install it needs, not read a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Top-level modules of the ``coordinator`` extra (pyproject.toml).
+EXTRA_MODULES = frozenset({"pandas", "alembic", "psycopg", "jinja2", "grpc_health"})
+
+
+def main() -> None:
+    """Entry point of ``fedpeer-coordinator``."""
+    try:
+        from coordinator.cli import main as cli_main
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in EXTRA_MODULES:
+            raise
+        sys.stderr.write(
+            f"fedpeer-coordinator needs the coordinator's dependencies ({exc.name} is not "
+            "installed): pip install 'fedpeer[coordinator]'. A practice's agent needs only "
+            "`pip install fedpeer` and runs as fedpeer-agent.\n"
+        )
+        sys.exit(1)
+    cli_main()
