@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 
 import typer
 
 from agent.cli_home import HOME, agent_home
-from agent.client import enrol
+from agent.client import Agent, enrol
 from agent.location import check_location
 from agent.service import practice_agent  # one wiring for `run` and the service
 from fedpeer.channel import split_address
@@ -17,6 +19,25 @@ from fedpeer.cli_support import log_events, make_console
 __all__ = ["practice_agent", "register"]
 
 console = make_console()
+
+
+def follow(home: Path, extract: str, log_file: Path | None, agent: Agent) -> None:
+    """Follow rounds until stopped, as the service does.
+
+    Where the system allows, this process becomes the service entry (``agent.service``,
+    same PID, same options): it waits without the command-line libraries (typer, rich,
+    pydantic) that parsed this command, which would otherwise stay in memory for months.
+    """
+    if os.name == "posix":
+        sys.stdout.flush()
+        argv = [sys.executable, "-m", "agent.service", "--home", str(home), "--extract", extract]
+        if log_file is not None:
+            argv += ["--log-file", str(log_file)]
+        os.execv(sys.executable, argv)
+    try:
+        asyncio.run(agent.run_forever())
+    except KeyboardInterrupt:
+        console.print("Stopped.")
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +66,9 @@ def register(app: typer.Typer) -> None:
         home: Path = HOME,
         extract: str = typer.Option(..., help="CSV or Parquet directory, or a SQLAlchemy URL."),
         once: bool = typer.Option(False, "--once", help="Answer the open rounds, then exit."),
+        log_file: Path | None = typer.Option(
+            None, "--log-file", help="Following: log to this file, rotated by size."
+        ),
     ) -> None:
         """Answer collection rounds: follow them as they open, or with --once, those open now."""
         agent_home(home)
@@ -53,10 +77,7 @@ def register(app: typer.Typer) -> None:
         agent = practice_agent(home, extract)
         if not once:
             console.print(f"Following rounds from {agent.identity.coordinator}; Ctrl+C stops")
-            try:
-                asyncio.run(agent.run_forever())
-            except KeyboardInterrupt:
-                console.print("Stopped.")
+            follow(home, extract, log_file, agent)
             return
         outcomes = asyncio.run(agent.run_once())
         if not outcomes:

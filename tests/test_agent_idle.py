@@ -117,8 +117,11 @@ def served(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize(
+    "entry", [["agent.service"], ["agent.cli", "run"]], ids=["service", "fedpeer-agent-run"]
+)
 def test_a_waiting_agent_is_small_and_still_and_a_round_leaves_it_so(
-    served: Path, tmp_path: Path
+    served: Path, tmp_path: Path, entry: list[str]
 ) -> None:
     home = str(served)
     main_address, enrol_address = (served / "address").read_text().split()
@@ -151,7 +154,7 @@ def test_a_waiting_agent_is_small_and_still_and_a_round_leaves_it_so(
     generate_practice(extract, practice_seed=5, list_size=600, as_of=as_of, fmt="csv")
 
     log_path = tmp_path / "agent.log"
-    service = [sys.executable, "-m", "agent.service", "--home", str(agent_home)]
+    service = [sys.executable, "-m", *entry, "--home", str(agent_home)]
     service += ["--extract", str(extract), "--log-file", str(log_path)]
     agent = subprocess.Popen(service, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
