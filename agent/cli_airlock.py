@@ -22,6 +22,7 @@ from fedpeer.cli_support import make_console
 from fedpeer.errors import RoundError
 
 console = make_console()
+STUDY_PREFIX = "study-"  # how the coordinator names studies (coordinator.studies)
 
 
 def _ledger(home: Path) -> Ledger:
@@ -44,7 +45,16 @@ def preview(
     home: Path = HOME,
     show_bytes: bool = typer.Option(True, "--bytes/--no-bytes", help="Also print the bytes."),
 ) -> None:
-    """Show exactly what ROUND would send: a table, then the document's bytes to be signed."""
+    """Show exactly what ROUND would send: a table, then the document's bytes to be signed.
+
+    For a study (``study-...``), what it asks in plain words, as ``study show``: its
+    numbers never leave unmasked, so there are no bytes to preview.
+    """
+    if round_id.startswith(STUDY_PREFIX):
+        from agent.cli_studies import study_show
+
+        study_show(round_id, home)
+        return
     ledger = _ledger(home)
     practice_id = AgentHome(home).load().practice_id
     document = ledger.round_document(round_id, practice_id)

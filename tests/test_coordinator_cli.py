@@ -145,7 +145,7 @@ def test_cli_study_from_definition_files_to_pooled_results(served: Path, tmp_pat
     read it in plain words and approve it, closed, aggregated, and exported."""
     import shutil
 
-    from agent import cli_studies
+    from agent import cli_airlock, cli_studies
     from fedpeer.definitions import standard
 
     home = str(served)
@@ -153,6 +153,13 @@ def test_cli_study_from_definition_files_to_pooled_results(served: Path, tmp_pat
     agent_app = typer.Typer()
     cli_network.register(agent_app)
     cli_studies.register(agent_app)
+    airlock_app = typer.Typer()
+
+    @airlock_app.callback()
+    def _root() -> None:
+        """Airlock commands."""
+
+    cli_airlock.register(airlock_app)
     agents = []
     for k in range(3):
         added = runner.invoke(
@@ -253,6 +260,8 @@ def test_cli_study_from_definition_files_to_pooled_results(served: Path, tmp_pat
     shown = runner.invoke(agent_app, ["study", "show", study_id, "--home", agent_home])
     assert shown.exit_code == 0, shown.output
     assert "Asked by Dr A" in shown.output and "Decision: held" in shown.output
+    previewed = runner.invoke(airlock_app, ["preview", study_id, "--home", agent_home])
+    assert previewed.exit_code == 0 and "Asked by Dr A" in previewed.output
     assert "aged 65 or over" in shown.output or "65" in shown.output
     for agent_home_path, _ in agents:
         approved = runner.invoke(
