@@ -21,23 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.audit import AuditLog
-from agent.differencing import CandidateSets, decline_reason
 from agent.identity_store import AgentHome
 from agent.isolated import run_isolated
 from agent.ledger import Ledger, NewRelease, Question, State
 from agent.policy_file import load_settings
 from fedpeer.collection import DECLINED, Receipt, Refusal, ReleaseDocument, Round
 from fedpeer.dates import reference_date_problem
-from fedpeer.definitions import (
-    IndicatorDefinition,
-    content_hash,
-    deserialize,
-    load_round_set,
-    meaning_hash,
-)
-from fedpeer.definitions.serialise import to_data
-from fedpeer.disclosure import release
-from fedpeer.dp import MeanSum, cost_rho, release_with_noise
 from fedpeer.errors import FedpeerError
 from fedpeer.measures import IndicatorResult
 from fedpeer.policy import DisclosurePolicy, strictest
@@ -45,7 +34,13 @@ from fedpeer.release import ResultRow, to_rows
 
 if TYPE_CHECKING:
     from agent.engine import Membership
+
+    # The waiting agent imports this module for its rounds' bookkeeping (``prepare`` hands
+    # the work to a child process, ``acknowledged`` writes the ledger and audit log); what
+    # reads and answers questions (definitions, disclosure control, noise, differencing) is
+    # imported where it is used, in the child, so the waiting agent stays small.
     from agent.extract import DataQualitySummary
+    from fedpeer.definitions import IndicatorDefinition
 
 log = logging.getLogger("fedpeer.agent")
 
@@ -55,6 +50,8 @@ class AwaitingApproval(FedpeerError):
 
 
 def _codes(definitions: Sequence[IndicatorDefinition]) -> set[str]:
+    from fedpeer.definitions.serialise import to_data
+
     # Every code the definitions name, so the quality summary counts events in no codelist.
     return {code for d in definitions for cl in to_data(d)[1].values() for code, _t in cl.entries}
 
@@ -70,6 +67,7 @@ def compute_results(
     """Raw results of the definitions (the standard set and profile by default)."""
     from agent.engine import evaluate
     from agent.extract import open_extract
+    from fedpeer.definitions import load_round_set
 
     chosen = load_round_set() if definitions is None else list(definitions)
     with (
@@ -105,6 +103,8 @@ def compute_rows(
     definitions: Sequence[IndicatorDefinition] | None = None,
 ) -> tuple[list[ResultRow], DataQualitySummary]:
     """Rows of what would leave the practice, or with ``raw`` the unsuppressed values."""
+    from fedpeer.disclosure import release
+
     results, quality = compute_results(location, as_of, definitions, engine=engine)
     if not raw:
         results = release(results, policy or DisclosurePolicy())
@@ -162,6 +162,9 @@ class RoundPipeline:
         return self._prepare(round_)
 
     def _prepare(self, round_: Round) -> ReleaseDocument | Refusal:
+        from fedpeer.definitions import deserialize, meaning_hash
+        from fedpeer.dp import cost_rho
+
         identity = AgentHome(self.home).load()
         settings = load_settings(self.home)
         today = self._today()
@@ -242,6 +245,9 @@ class RoundPipeline:
         policy: DisclosurePolicy,
         today: date,
     ) -> Refusal | None:
+        from agent.differencing import CandidateSets, decline_reason
+        from fedpeer.dp import MeanSum, release_with_noise
+
         raw, members = evaluate_with_membership(
             self.extract, round_.as_of, [d for _, d in new], engine=self.engine
         )
@@ -334,4 +340,6 @@ def _prepare(
 @cache
 def _catalogue() -> frozenset[str]:
     """Content hashes of the standard catalogue this agent ships with."""
+    from fedpeer.definitions import content_hash, load_round_set
+
     return frozenset(content_hash(d) for d in load_round_set())

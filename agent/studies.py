@@ -37,7 +37,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -47,7 +47,6 @@ from agent.local_db import transaction
 from agent.pipeline import compute_results
 from agent.policy_file import load_settings
 from fedpeer.dates import reference_date_problem
-from fedpeer.definitions import meaning_hash
 from fedpeer.errors import FedpeerError, IdentityError
 from fedpeer.identity import (
     ROLE_PRACTICE,
@@ -57,7 +56,6 @@ from fedpeer.identity import (
     subject_of,
     verify_issued_by,
 )
-from fedpeer.secagg import Party, PublicKeys, SecAggError
 from fedpeer.signing import sign_bytes, verify_bytes
 from fedpeer.studies import (
     Membership,
@@ -73,6 +71,12 @@ from fedpeer.studies import (
     unb64,
 )
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc
+
+if TYPE_CHECKING:
+    from fedpeer.secagg import PublicKeys
+
+# The secure aggregation and the definitions load only when a study is there to answer:
+# a waiting agent polls for studies and, with none, stays small.
 
 log = logging.getLogger("fedpeer.agent")
 
@@ -248,6 +252,10 @@ class StudyWorker:
     async def run(self, stub: agent_pb2_grpc.AgentStub, identity: AgentIdentity) -> None:
         """Look at every study once and take whatever step is due."""
         listed = await stub.ListStudies(agent_pb2.ListStudiesRequest(), timeout=CALL_TIMEOUT)
+        if not listed.studies:
+            return
+        from fedpeer.secagg import SecAggError
+
         book = StudyBook.at_home(self.home)
         try:
             for listing in listed.studies:
@@ -335,6 +343,9 @@ class StudyWorker:
         doc: dict,
         identity: AgentIdentity,
     ) -> dict[str, object]:
+        from fedpeer.definitions import meaning_hash
+        from fedpeer.secagg import Party
+
         study = local.study
         me: str = identity.practice_id
         if stage is Stage.KEYS:
@@ -392,6 +403,8 @@ class StudyWorker:
         doc: dict, identity: AgentIdentity, study: Study
     ) -> tuple[list[PublicKeys], dict[str, str]]:
         """Each member's keys, checked against its certificate from this coordinator's CA."""
+        from fedpeer.secagg import PublicKeys
+
         ca_cert = identity.ca_cert
         members = doc.get("members")
         roster, certificates = [], {}
@@ -446,6 +459,8 @@ class StudyWorker:
     @staticmethod
     def _no_differencing(book: StudyBook, study: Study, survivors: list[str]) -> None:
         """Refuse a sum whose practices differ from an earlier sum's by too few."""
+        from fedpeer.definitions import meaning_hash
+
         now = set(survivors)
         for definition in study.parsed():
             for earlier in book.earlier_sums(
@@ -464,6 +479,8 @@ def masked_counts(
     extract: str, engine: str, study: Study, party_state: bytes, inbox: dict[str, bytes]
 ) -> tuple[bytes, bytes]:
     """The practice's counts for a study, from its extract, masked; and the party's new state."""
+    from fedpeer.secagg import Party
+
     definitions = study.parsed()
     results, _ = compute_results(extract, study.as_of, definitions, engine=engine)
     party = Party.from_bytes(party_state)

@@ -27,13 +27,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedpeer.canonical import canonical_json, sha256_hex
 from fedpeer.collection import DefinitionDocument
-from fedpeer.definitions import IndicatorDefinition, deserialize
 from fedpeer.errors import FedpeerError
 from fedpeer.measures import Breakdown, Count, IndicatorResult, Kind, Mean, Proportion, Rate
+
+if TYPE_CHECKING:  # parsed only where a study's questions are read (not while waiting)
+    from fedpeer.definitions import IndicatorDefinition
 
 STUDY_FORMAT = "fedpeer.study/1"
 STEP_FORMAT = "fedpeer.study-step/1"
@@ -119,6 +121,8 @@ def _document(data: bytes, kind: str) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=64)
 def _parsed(documents: tuple[DefinitionDocument, ...]) -> tuple[IndicatorDefinition, ...]:
+    from fedpeer.definitions import deserialize
+
     return tuple(deserialize(d.body) for d in documents)
 
 
