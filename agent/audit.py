@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agent.local_db import private_file
 from fedpeer.canonical import canonical_json, sha256_hex
 
 AUDIT_FILE = "audit.jsonl"
@@ -94,6 +95,7 @@ class AuditLog:
             "prev_hash": previous[-1]["entry_hash"] if previous else GENESIS,
         }
         entry["entry_hash"] = _entry_hash(entry)
+        private_file(self.path)
         with self.path.open("a", encoding="utf-8") as out:
             out.write(canonical_json(entry).decode() + "\n")
             out.flush()

@@ -37,7 +37,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from agent.local_db import transaction
+from agent.local_db import connect_private, transaction
 from fedpeer.collection import Answer, ReleaseDocument, decode_rows, encode_rows
 from fedpeer.errors import RoundError
 from fedpeer.policy import DisclosurePolicy
@@ -173,7 +173,7 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         # The agent may run the pipeline in a worker thread; SQLite serialises access.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = connect_private(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         old = "releases" in tables and (

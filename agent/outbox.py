@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.local_db import connect_private
+
 PENDING = "pending"
 ACKNOWLEDGED = "acknowledged"
 REJECTED = "rejected"
@@ -65,7 +67,7 @@ class Outbox:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=10)
+        conn = connect_private(self.path, timeout=10)
         try:
             # FULL sync: an entry must survive a power cut once put() has returned.
             conn.execute("PRAGMA journal_mode=WAL")

@@ -43,7 +43,7 @@ import grpc
 
 from agent.identity_store import AgentIdentity
 from agent.isolated import run_isolated
-from agent.local_db import transaction
+from agent.local_db import connect_private, transaction
 from agent.pipeline import compute_results
 from agent.policy_file import load_settings
 from fedpeer.dates import reference_date_problem
@@ -134,9 +134,9 @@ class StudyBook:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None)
+        # private: it holds the secret keys of studies in progress
+        self._db = connect_private(path, isolation_level=None)
         self._db.executescript(_SCHEMA)
-        path.chmod(0o600)  # it holds the secret keys of studies in progress
 
     @classmethod
     def at_home(cls, home: Path) -> StudyBook:

@@ -37,7 +37,12 @@ from coordinator.services.studies import AnalystServicer, StudyClock
 from coordinator.services.version import VersionInterceptor
 from coordinator.store import Store
 from coordinator.studies import StudyBook
-from fedpeer.channel import server_credentials, server_options
+from fedpeer.channel import (
+    ENROLMENT_MAX_CONCURRENT_RPCS,
+    enrolment_server_options,
+    server_credentials,
+    server_options,
+)
 from fedpeer.errors import StoreError
 from fedpeer.identity import CertificateAuthority
 from fedpeer.policy import DisclosurePolicy
@@ -170,7 +175,11 @@ async def start_coordinator(
         server_credentials(key_pem, cert_pem, ca.cert_pem, require_client_auth=True),
     )
 
-    enrol = grpc.aio.server(options=server_options(), interceptors=[counted, VersionInterceptor()])
+    enrol = grpc.aio.server(
+        options=enrolment_server_options(),
+        interceptors=[counted, VersionInterceptor()],
+        maximum_concurrent_rpcs=ENROLMENT_MAX_CONCURRENT_RPCS,
+    )
     enrolment_pb2_grpc.add_EnrolmentServicer_to_server(
         EnrolmentServicer(store, ca, network_policy), enrol
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,20 @@ def database_url(target: str | Path) -> str:
     return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Make a SQLite store's file readable by its owner only, before SQLite opens it.
+
+    SQLite gives its -wal and -shm files the database file's mode, so they are private too.
+    """
+    path = sa.make_url(url).database
+    if not path or path == ":memory:":
+        return
+    file = Path(path)
+    if file.parent.is_dir():
+        os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        os.chmod(file, 0o600)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets status queries read while a submission commits; the busy timeout makes
@@ -146,6 +161,7 @@ class Store:
         self.url = url
         try:
             if url.startswith("sqlite"):
+                _private_sqlite_file(url)
                 self.engine = sa.create_engine(url, connect_args={"check_same_thread": False})
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             else:

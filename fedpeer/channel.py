@@ -68,6 +68,28 @@ def server_options() -> Options:
     ]
 
 
+# The enrolment port answers anyone (no client certificate): it takes small messages
+# only (a certificate request is about 1 KiB), a few calls at a time, and drops a
+# connection that idles or lingers, so that nobody can hold it or fill its memory.
+ENROLMENT_MAX_MESSAGE_BYTES = 64 * 1024
+ENROLMENT_MAX_CONCURRENT_RPCS = 32
+ENROLMENT_IDLE_MS = 15_000
+ENROLMENT_MAX_AGE_MS = 60_000
+
+
+def enrolment_server_options() -> Options:
+    """Server options for the unauthenticated enrolment port."""
+    return [
+        ("grpc.max_send_message_length", ENROLMENT_MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", ENROLMENT_MAX_MESSAGE_BYTES),
+        ("grpc.max_concurrent_streams", 4),
+        ("grpc.max_connection_idle_ms", ENROLMENT_IDLE_MS),
+        ("grpc.max_connection_age_ms", ENROLMENT_MAX_AGE_MS),
+        ("grpc.max_connection_age_grace_ms", 5_000),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
 def server_credentials(
     key_pem: bytes,
     cert_pem: bytes,
