@@ -18,6 +18,12 @@ def _postgres_required() -> bool:
     return os.environ.get("FEDPEER_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
 
 
+@pytest.fixture
+def postgres_required() -> bool:
+    """True where PostgreSQL must be there (CI): what needs it fails rather than skips."""
+    return _postgres_required()
+
+
 @pytest.fixture(scope="session")
 def postgres_engine() -> Iterator[sa.Engine]:
     """An engine on the test PostgreSQL server; skipped only outside CI when it is down."""
