@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import astuple
 from types import TracebackType
+from typing import Self
 
 import grpc
 import pandas as pd
@@ -35,21 +36,15 @@ def recorded_address(home: CoordinatorHome) -> str:
     return home.address_file.read_text().splitlines()[0].strip()
 
 
-class AdminClient:
-    """Admin calls over mutual TLS with the home's admin certificate."""
+class ServiceClient:
+    """Calls to one coordinator service over mutual TLS; a failure is a plain sentence."""
 
-    def __init__(self, address: str, home: CoordinatorHome, server_name: str | None = None):
+    def __init__(self, address: str, channel: grpc.aio.Channel, stub: object) -> None:
         self.address = address
-        self._channel = secure_channel(
-            address,
-            home.ca_cert.read_bytes(),
-            home.admin_key.read_bytes(),
-            home.admin_cert.read_bytes(),
-            server_name,
-        )
-        self._stub = admin_pb2_grpc.AdminStub(self._channel)
+        self._channel = channel
+        self._stub = stub
 
-    async def __aenter__(self) -> AdminClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -69,6 +64,20 @@ class AdminClient:
             return await getattr(self._stub, method)(request, timeout=TIMEOUT)
         except grpc.aio.AioRpcError as exc:
             raise translate(exc, self.address, probe=True) from None
+
+
+class AdminClient(ServiceClient):
+    """Admin calls over mutual TLS with the home's admin certificate."""
+
+    def __init__(self, address: str, home: CoordinatorHome, server_name: str | None = None):
+        channel = secure_channel(
+            address,
+            home.ca_cert.read_bytes(),
+            home.admin_key.read_bytes(),
+            home.admin_cert.read_bytes(),
+            server_name,
+        )
+        super().__init__(address, channel, admin_pb2_grpc.AdminStub(channel))
 
     async def invite(self, practice_id: str, name: str, locality: str) -> tuple[str, str]:
         """A one-time enrolment token for a practice, and when it expires."""

@@ -16,18 +16,16 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict
 from pathlib import Path
-from types import TracebackType
 
-import grpc
 import pandas as pd
 
-from fedpeer.channel import secure_channel, translate
+from coordinator.admin_client import ServiceClient
+from fedpeer.channel import secure_channel
 from fedpeer.collection import decode_rows
 from fedpeer.release import CSV_COLUMNS
 from fedpeer.studies import Study
 from fedpeer.v1 import admin_pb2, admin_pb2_grpc
 
-TIMEOUT = 30.0
 KEY_FILE, CERT_FILE, CA_FILE = "analyst.key", "analyst.crt", "ca.crt"
 
 
@@ -56,13 +54,12 @@ def export(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-class StudyClient:
+class StudyClient(ServiceClient):
     """Analyst calls over mutual TLS with an analyst (or admin) certificate."""
 
     def __init__(self, address: str, key_pem: bytes, cert_pem: bytes, ca_pem: bytes) -> None:
-        self.address = address
-        self._channel = secure_channel(address, ca_pem, key_pem, cert_pem)
-        self._stub = admin_pb2_grpc.AnalystStub(self._channel)
+        channel = secure_channel(address, ca_pem, key_pem, cert_pem)
+        super().__init__(address, channel, admin_pb2_grpc.AnalystStub(channel))
 
     @classmethod
     def from_directory(cls, directory: str | Path, address: str) -> StudyClient:
@@ -77,23 +74,6 @@ class StudyClient:
             (folder / CERT_FILE).read_bytes(),
             (folder / CA_FILE).read_bytes(),
         )
-
-    async def __aenter__(self) -> StudyClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._channel.close()
-
-    async def _call(self, method: str, request: object) -> object:
-        try:
-            return await getattr(self._stub, method)(request, timeout=TIMEOUT)
-        except grpc.aio.AioRpcError as exc:
-            raise translate(exc, self.address, probe=True) from None
 
     async def studies(self) -> list[tuple[Study, str]]:
         """The caller's studies and their states."""
