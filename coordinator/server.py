@@ -161,7 +161,7 @@ async def start_coordinator(
         interceptors=[counted, VersionInterceptor(), AuthInterceptor(store)],
     )
     agent_pb2_grpc.add_AgentServicer_to_server(
-        AgentServicer(store, ca, announcer, book, check, step), main
+        AgentServicer(store, ca, announcer, book, check, step, config.announce_poll_seconds), main
     )
     admin_pb2_grpc.add_AdminServicer_to_server(
         AdminServicer(store, ca, announcer, network_policy, book, step), main

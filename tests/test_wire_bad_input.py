@@ -160,6 +160,26 @@ async def test_revoked_practice_is_refused(coordinator: RunningCoordinator, tmp_
         await agent.run_once()
 
 
+async def test_revoking_a_practice_closes_its_open_round_stream(
+    coordinator: RunningCoordinator, tmp_path: Path
+) -> None:
+    """The stream an agent holds open to learn of rounds ends soon after its practice is
+    revoked (the helpers' coordinator re-checks every 0.2 s), not at its next call."""
+    identity = await _enrolled(coordinator, tmp_path, "E2")
+    channel, stub = _stub(identity)
+    async with channel:
+        stream = stub.WatchRounds(agent_pb2.WatchRoundsRequest())
+        async with admin(coordinator) as adm:
+            round_ = await adm.start_round(AS_OF, DEFINITIONS)
+            first = await asyncio.wait_for(stream.read(), 10)
+            assert first.round_id == round_.round_id
+            await adm.revoke("E2")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await asyncio.wait_for(stream.read(), 10)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "revoked" in (caught.value.details() or "")
+
+
 async def test_closed_unknown_resent_and_conflicting_submissions(
     coordinator: RunningCoordinator, tmp_path: Path
 ) -> None:

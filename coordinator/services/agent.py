@@ -12,7 +12,12 @@ import grpc
 
 from coordinator import rounds
 from coordinator.services import domain_errors
-from coordinator.services.auth import calling_certificate, calling_practice
+from coordinator.services.auth import (
+    calling_certificate,
+    calling_peer,
+    calling_practice,
+    not_enrolled,
+)
 from coordinator.services.studies import AgentStudyMethods
 from coordinator.store import Store
 from coordinator.studies import StudyBook
@@ -89,6 +94,7 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         studies: StudyBook,
         check: rounds.DocumentCheck | None = None,
         step_seconds: float = 300.0,
+        recheck_seconds: float = 10.0,
     ) -> None:
         self._store = store
         self._ca = ca
@@ -96,12 +102,13 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         self._check = check
         self._studies = studies
         self._step_seconds = step_seconds
+        self._recheck_seconds = recheck_seconds  # how soon a revoked stream is closed
 
     async def WatchRounds(
         self, request: agent_pb2.WatchRoundsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.RoundAnnouncement]:
         """Announce the open rounds, then each new one, until the agent hangs up."""
-        practice_id = calling_practice()
+        practice_id, peer = calling_practice(), calling_peer()
         log.info("event=watching practice=%s", practice_id)
         sent: set[str] = set()
         while True:
@@ -110,7 +117,13 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
                 if round_id not in sent:
                     sent.add(round_id)
                     yield agent_pb2.RoundAnnouncement(round_id=round_id, as_of=as_of.isoformat())
-            await changed.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), self._recheck_seconds)
+            # A practice revoked (or enrolled again elsewhere) loses its open stream too.
+            refused = await asyncio.to_thread(not_enrolled, self._store, peer)
+            if refused is not None:
+                log.info("event=stream_closed practice=%s reason=not enrolled", practice_id)
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
 
     @domain_errors
     async def ListOpenRounds(

@@ -64,13 +64,26 @@ def calling_certificate() -> x509.Certificate:
     return current_peer.get().certificate
 
 
-def _peer_cert(context: grpc.aio.ServicerContext) -> tuple[Peer, str]:
+def _peer(context: grpc.aio.ServicerContext) -> Peer:
     pems = context.auth_context().get("x509_pem_cert") or []
     if not pems:
         raise IdentityError("no client certificate was presented")
     cert = cert_from_pem(pems[0])
     subject = subject_of(cert)
-    return Peer(subject.common_name, subject.role, cert), fingerprint(cert)
+    return Peer(subject.common_name, subject.role, cert)
+
+
+def not_enrolled(store: Store, peer: Peer) -> str | None:
+    """Why a practice's certificate is no longer served (revoked, replaced), or None.
+
+    Checked at every call, and again while a round stream stays open.
+    """
+    record = store.practice(peer.name)
+    if record is None or record.cert_fingerprint != fingerprint(peer.certificate):
+        return f"practice {peer.name}: this certificate is not the one enrolled"
+    if record.revoked:
+        return f"practice {peer.name} has been revoked"
+    return None
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -81,7 +94,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def _authorise(self, method: str, context: grpc.aio.ServicerContext) -> Peer:
         try:
-            peer, fp = _peer_cert(context)
+            peer = _peer(context)
         except IdentityError as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         if method.startswith(ADMIN_PREFIX):
@@ -96,16 +109,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return peer
         if peer.role != ROLE_PRACTICE:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this needs a practice cert")
-        record = await asyncio.to_thread(self._store.practice, peer.name)
-        if record is None or record.cert_fingerprint != fp:
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"practice {peer.name}: this certificate is not the one enrolled",
-            )
-        if record.revoked:
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, f"practice {peer.name} has been revoked"
-            )
+        refused = await asyncio.to_thread(not_enrolled, self._store, peer)
+        if refused is not None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
         return peer
 
     async def intercept_service(
