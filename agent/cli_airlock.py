@@ -9,6 +9,7 @@ Every command takes ``--home`` (or ``FEDPEER_AGENT_HOME``), the agent's home dir
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import typer
@@ -142,8 +143,36 @@ def audit_show(home: Path = HOME) -> None:
     console.print(table)
 
 
+def outbox(
+    home: Path = HOME,
+    resend: bool = typer.Option(False, "--resend", help="Send the pending ones again now."),
+) -> None:
+    """What this agent has answered: each round's answer and its fate; --resend the pending.
+
+    An answer stays pending until the coordinator acknowledges it or says it is wrong;
+    the agent resends pending answers at every run, and here on demand.
+    """
+    from agent.client import Agent, Outcome
+    from agent.outbox import Outbox
+
+    agent_home(home)
+    if resend:
+
+        def never(_round: object) -> object:
+            raise AssertionError("resending prepares nothing")
+
+        outcomes: list[Outcome] = asyncio.run(Agent(home, never).resend())
+        for outcome in outcomes:
+            console.print(f"round {outcome.round_id}: {outcome.status} {outcome.detail}".rstrip())
+    table = Table("round", "answer", "state", "since", "detail")
+    for entry in Outbox(AgentHome(home).outbox_path).entries():
+        table.add_row(entry.round_id, entry.kind, entry.state, entry.updated_at, entry.detail)
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add the airlock commands to ``fedpeer-agent``."""
+    app.command()(outbox)
     app.command()(preview)
     app.command()(approve)
     app.command()(reject)

@@ -244,6 +244,15 @@ class Agent:
 
         return await self._retrying(attempt)
 
+    async def resend(self) -> list[Outcome]:
+        """Send again what the outbox holds as pending, and nothing else."""
+
+        async def attempt() -> list[Outcome]:
+            async with self._channel() as channel:
+                return await self._flush(agent_pb2_grpc.AgentStub(channel))
+
+        return await self._retrying(attempt)
+
     async def run_forever(self, stop: asyncio.Event | None = None) -> None:
         """Hold the round subscription open, answering rounds as they open, until ``stop``."""
         stop = stop or asyncio.Event()

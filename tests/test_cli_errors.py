@@ -129,6 +129,7 @@ MISTAKES = [
     ("coordinator", "restore --from nothing.tar.gz --home {coordinator}", "no such backup file"),
     ("coordinator", "serve --home {coordinator} --config nothing.toml", "no such configuration"),
     ("agent", "doctor --home nowhere", "nowhere does not exist"),
+    ("agent", "outbox --home nowhere", "no agent home at nowhere"),
     ("agent", "doctor --home folder --timeout abc", "'--timeout'"),
     ("agent", "init --home file.txt/home", "file.txt/home: Not a directory"),
 ]

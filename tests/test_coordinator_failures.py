@@ -8,6 +8,7 @@ agents and their outboxes are the real ones, over mutual TLS.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -113,4 +114,36 @@ async def test_an_internal_error_names_a_reference_not_the_sql_and_keeps_the_rel
     assert agent.outbox.get(round_.round_id).state == "pending"  # type: ignore[union-attr]
     outcomes = await agent.run_once()
     assert outcomes[0].status == "submitted"
+    assert running.store.signed_release(round_.round_id, "F1") is not None
+
+
+async def test_fedpeer_agent_outbox_shows_and_resends_what_is_pending(site) -> None:  # type: ignore[no-untyped-def]
+    """The store is down for the agent's run; `fedpeer-agent outbox` shows the answer
+    pending, and `outbox --resend` sends it once the store is back."""
+    import typer
+    from typer.testing import CliRunner
+
+    from agent.cli_airlock import register
+
+    running, agent, round_ = await site(Failing(_locked, times=2))
+    with pytest.raises(CoordinatorUnreachable):
+        await agent.run_once()
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """Airlock."""
+
+    register(app)
+    home = str(agent.home.root)
+    runner = CliRunner()
+    shown = await asyncio.to_thread(
+        runner.invoke, app, ["outbox", "--home", home], terminal_width=200
+    )
+    assert shown.exit_code == 0 and "pending" in shown.output, shown.output
+    resent = await asyncio.to_thread(
+        runner.invoke, app, ["outbox", "--resend", "--home", home], terminal_width=200
+    )
+    assert resent.exit_code == 0, resent.output
+    assert f"round {round_.round_id}: submitted" in resent.output
     assert running.store.signed_release(round_.round_id, "F1") is not None
