@@ -264,7 +264,7 @@ class Agent:
                     await self._flush(stub)
                     watch = stub.WatchRounds(agent_pb2.WatchRoundsRequest())
                     stopper = asyncio.create_task(stop.wait())
-                    studying = asyncio.create_task(self._study_loop(stub))
+                    studying = asyncio.create_task(self._periodic(stub))
                     try:
                         await self._follow(stub, watch, stopper)
                     finally:
@@ -287,15 +287,17 @@ class Agent:
                     await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, self._max_backoff)
 
-    async def _study_loop(self, stub: agent_pb2_grpc.AgentStub) -> None:
-        """Take the due study steps every ``study_poll_seconds`` while connected."""
-        if self._studies is None:
-            return
+    async def _periodic(self, stub: agent_pb2_grpc.AgentStub) -> None:
+        """Every ``study_poll_seconds`` while connected: resend what is still pending (a
+        store that was down has come back), and take the due study steps."""
         while True:
             try:
-                await self._studies.run(stub, self.identity)
+                if self.outbox.entries("pending"):
+                    await self._flush(stub)
+                if self._studies is not None:
+                    await self._studies.run(stub, self.identity)
             except grpc.aio.AioRpcError as exc:
-                log.warning("event=study_poll_failed reason=%s", exc.code().name)
+                log.warning("event=periodic_failed reason=%s", exc.code().name)
             await asyncio.sleep(self._study_poll)
 
     async def _follow(

@@ -20,6 +20,7 @@ from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, signe
 from agent.client import Agent, enrol
 from agent.outbox import ACKNOWLEDGED
 from coordinator.ca import init_home
+from coordinator.release_check import check_document
 from coordinator.rounds import DocumentCheck
 from coordinator.server import CoordinatorConfig, RunningCoordinator, start_coordinator
 from fedpeer.channel import secure_channel
@@ -147,3 +148,45 @@ async def test_fedpeer_agent_outbox_shows_and_resends_what_is_pending(site) -> N
     assert resent.exit_code == 0, resent.output
     assert f"round {round_.round_id}: submitted" in resent.output
     assert running.store.signed_release(round_.round_id, "F1") is not None
+
+
+async def test_a_locked_sqlite_store_loses_nothing(tmp_path: Path) -> None:
+    """Another process holds the SQLite store locked for 12 s (a backup, a stuck admin
+    query) while a practice submits: the coordinator waits its busy timeout, answers
+    UNAVAILABLE, the agent retries with backoff, and the release is stored once."""
+    import sqlite3
+    import threading
+    import time
+
+    running = await _coordinator(tmp_path, check_document)
+    try:
+        async with admin(running) as adm:
+            token, _ = await adm.invite("L1", "Locked Lane", "West")
+            round_ = await adm.start_round(AS_OF, DEFINITIONS)
+        await enrol(running.address, running.enrol_port, token, tmp_path / "L1")
+        agent = Agent(tmp_path / "L1", fixed_prepare("L1"), max_attempts=6, backoff_seconds=0.5)
+        locked, released = threading.Event(), threading.Event()
+
+        def hold_the_lock() -> None:
+            db = sqlite3.connect(running.home.database, isolation_level=None)
+            db.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            time.sleep(12)
+            db.execute("COMMIT")
+            db.close()
+            released.set()
+
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        await asyncio.to_thread(locked.wait)
+        started = time.monotonic()
+        outcomes = await agent.run_once()
+        waited = time.monotonic() - started
+        await asyncio.to_thread(holder.join)
+        assert released.is_set() and waited >= 10  # it really waited out the lock
+        assert [o.status for o in outcomes] == ["submitted", "already"]
+        async with admin(running) as adm:
+            status = await adm.status(round_.round_id)
+        assert [(p.practice_id, p.state) for p in status.practices] == [("L1", "submitted")]
+    finally:
+        await running.stop(0)
