@@ -58,6 +58,7 @@ from fedpeer.identity import (
 )
 from fedpeer.signing import sign_bytes, verify_bytes
 from fedpeer.studies import (
+    STEP_FOR,
     Membership,
     Stage,
     Step,
@@ -302,8 +303,7 @@ class StudyWorker:
                 Decision.WITHDRAWN: Membership.WITHDRAWN,
             }.get(local.decision)
             if wanted is not None and membership != wanted.value:
-                step = {"joined": "join", "declined": "decline", "withdrawn": "withdraw"}
-                await post(step[wanted.value], {})
+                await post(STEP_FOR[wanted], {})
             return
         if (
             state is not StudyState.AGGREGATING

@@ -45,6 +45,7 @@ from fedpeer.release import to_rows
 from fedpeer.secagg import Aggregator, PublicKeys, SecAggError
 from fedpeer.signing import sign_bytes, verify_bytes
 from fedpeer.studies import (
+    MEMBERSHIP_OF,
     Membership,
     Stage,
     Step,
@@ -62,8 +63,6 @@ from fedpeer.studies import (
 log = logging.getLogger("fedpeer.coordinator")
 
 STAGES = tuple(Stage)
-MEMBER_STEPS = {"join": Membership.JOINED, "withdraw": Membership.WITHDRAWN}
-MEMBER_STEPS["decline"] = Membership.DECLINED
 
 
 @dataclass(frozen=True)
@@ -428,12 +427,12 @@ def post_step(
     if step.practice_id != practice_id or step.study_id != study_id:
         raise StudyError(f"study {study_id}: the step names another practice or study")
     record = book.get(study_id)
-    if step.step in MEMBER_STEPS:
+    if step.step in MEMBERSHIP_OF:
         if record.state is not StudyState.OPEN:
             raise StudyError(
                 f"study {study_id} is {record.state}: practices join or withdraw while it is open"
             )
-        book.set_member(study_id, practice_id, MEMBER_STEPS[step.step], now)
+        book.set_member(study_id, practice_id, MEMBERSHIP_OF[step.step], now)
         log.info("event=study_%s study=%s practice=%s", step.step, study_id, practice_id)
         return book.get(study_id)
     if record.state is not StudyState.AGGREGATING or step.step != record.stage:

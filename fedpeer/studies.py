@@ -74,6 +74,15 @@ class Membership(StrEnum):
     DECLINED = "declined"
 
 
+# The step a practice sends to become each part of an open study.
+STEP_FOR = {
+    Membership.JOINED: "join",
+    Membership.DECLINED: "decline",
+    Membership.WITHDRAWN: "withdraw",
+}
+MEMBERSHIP_OF = {step: membership for membership, step in STEP_FOR.items()}
+
+
 def threshold(members: int, min_practices: int) -> int:
     """Practices needed to unmask: more than half the members, and at least the minimum.
 
