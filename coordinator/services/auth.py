@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from cryptography import x509
 
+from coordinator.services import before_call
 from coordinator.store import Store
 from fedpeer.errors import IdentityError
 from fedpeer.identity import (
@@ -127,29 +127,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if not method.startswith((AGENT_PREFIX, ADMIN_PREFIX, ANALYST_PREFIX)):  # pragma: no cover
             return None  # type: ignore[return-value]  # unknown services get UNIMPLEMENTED
         authorise = self._authorise
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                current_peer.set(await authorise(method, context))
-                return await inner(request, context)
+        async def check(context: grpc.aio.ServicerContext) -> None:
+            current_peer.set(await authorise(method, context))
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner_stream = handler.unary_stream
-
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                current_peer.set(await authorise(method, context))
-                async for item in inner_stream(request, context):
-                    yield item
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        raise NotImplementedError(method)  # pragma: no cover - no streaming requests exist
+        return before_call(handler, check)

@@ -14,11 +14,11 @@ checks, the admin and analyst services (the coordinator's own tools) are not che
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import grpc
 
+from coordinator.services import before_call
 from fedpeer.channel import UPGRADE, VERSION_HEADER
 
 MINIMUM_AGENT_VERSION = "0.1.0"
@@ -55,28 +55,6 @@ def refusal(reported: str | None, minimum: str) -> str | None:
     return f"this agent is fedpeer {shown}; the coordinator needs at least {minimum}: {UPGRADE}"
 
 
-def _refusing(handler: grpc.RpcMethodHandler, why: str) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as ``handler`` that only refuses."""
-
-    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
-
-    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        # A stream handler is an async generator, also for whatever wraps it (metrics).
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
-        yield  # pragma: no cover - abort raises
-
-    serde = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(refuse_stream, **serde)
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(refuse, **serde)
-    raise NotImplementedError("streaming requests")  # pragma: no cover - none exist
-
-
 class VersionInterceptor(grpc.aio.ServerInterceptor):
     """Refuse calls from agents older than the minimum."""
 
@@ -101,4 +79,10 @@ class VersionInterceptor(grpc.aio.ServerInterceptor):
         metadata = handler_call_details.invocation_metadata or ()  # type: ignore[attr-defined]
         reported = next((value for key, value in metadata if key == VERSION_HEADER), None)
         why = refusal(reported, self.minimum)
-        return handler if why is None else _refusing(handler, why)
+        if why is None:
+            return handler
+
+        async def refuse(context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
+
+        return before_call(handler, refuse)
