@@ -4,14 +4,16 @@ Domain errors become gRPC status codes here and nowhere else, so the agent and t
 can turn each code back into a sentence a person can act on. Two more rules, for what
 is not a domain error:
 
-- the store failing for a moment (locked, restarting, refusing connections) is
-  UNAVAILABLE, which the agent retries with backoff: never a rejection;
+- a failure that passes (the store locked, restarting or refusing connections, its
+  pool exhausted, the process out of file handles: ``transient``) is UNAVAILABLE,
+  which the agent retries with backoff: never a rejection;
 - anything else is INTERNAL with a reference to the coordinator's log, never the
   exception's own text (it may hold SQL, the database's host or a file path).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import uuid
@@ -96,6 +98,24 @@ def status_for(exc: FedpeerError) -> grpc.StatusCode:
     return grpc.StatusCode.FAILED_PRECONDITION
 
 
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure that passes, so the call is worth trying again."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.TimeoutError):
+        return True  # locked, restarting, refusing connections; the pool's wait ran out
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True  # the connection was cut under the query: the next one is fresh
+    return isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)
+
+
+async def abort_unavailable(
+    context: grpc.aio.ServicerContext, where: str, exc: BaseException
+) -> None:
+    """End the call with UNAVAILABLE for a transient failure, naming only its type."""
+    reason = type(getattr(exc, "orig", None) or exc).__name__  # the driver's class, if any
+    log.warning("event=store_unavailable method=%s reason=%s", where, reason)
+    await context.abort(grpc.StatusCode.UNAVAILABLE, STORE_UNAVAILABLE)
+
+
 def domain_errors(method: F) -> F:
     """Abort the call with the mapped status: a FedpeerError's own words, else in general."""
 
@@ -107,12 +127,9 @@ def domain_errors(method: F) -> F:
             raise
         except FedpeerError as exc:
             await context.abort(status_for(exc), str(exc))
-        except sa.exc.OperationalError as exc:
-            log.warning(
-                "event=store_unavailable method=%s reason=%s", method.__name__, type(exc.orig)
-            )
-            await context.abort(grpc.StatusCode.UNAVAILABLE, STORE_UNAVAILABLE)
-        except Exception:
+        except Exception as exc:
+            if transient(exc):
+                await abort_unavailable(context, method.__name__, exc)  # raises AbortError
             reference = uuid.uuid4().hex[:12]
             log.exception("event=internal_error method=%s reference=%s", method.__name__, reference)
             await context.abort(

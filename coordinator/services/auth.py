@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import grpc
 from cryptography import x509
 
-from coordinator.services import before_call
+from coordinator.services import abort_unavailable, before_call, transient
 from coordinator.store import Store
 from fedpeer.errors import IdentityError
 from fedpeer.identity import (
@@ -109,7 +109,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return peer
         if peer.role != ROLE_PRACTICE:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this needs a practice cert")
-        refused = await asyncio.to_thread(not_enrolled, self._store, peer)
+        try:
+            refused = await asyncio.to_thread(not_enrolled, self._store, peer)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            # The store cannot say now: the agent tries again, as for any call's store.
+            await abort_unavailable(context, method, exc)
         if refused is not None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
         return peer
