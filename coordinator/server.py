@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from coordinator.announce import round_listener
 from coordinator.ca import CoordinatorHome
 from coordinator.metrics import CoordinatorMetrics, MetricsInterceptor, MetricsServer
 from coordinator.release_check import check_document
@@ -145,7 +146,7 @@ async def start_coordinator(
     # Send the CA with the leaf: an enrolling agent finds it in the handshake and checks it
     # against the fingerprint in its token before it trusts anything.
     cert_pem = home.server_cert.read_bytes() + ca.cert_pem
-    announcer = RoundAnnouncer(store, config.announce_poll_seconds)
+    announcer = RoundAnnouncer(store, config.announce_poll_seconds, round_listener(store))
     network_policy = config.network_policy or home.network_policy()
     check = document_check or (check_document if config.check_releases else None)
 

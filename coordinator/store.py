@@ -127,6 +127,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Where the store tells other coordinator processes that a round opened or closed
+# (coordinator.announce listens). PostgreSQL only; delivered when the transaction commits.
+ROUNDS_CHANNEL = "fedpeer_rounds"
+
+
+def rounds_changed(conn: sa.Connection) -> None:
+    """Tell every process sharing this PostgreSQL store, at commit, that rounds changed."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"NOTIFY {ROUNDS_CHANNEL}")
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
@@ -306,6 +315,7 @@ class Store:
                         for i, d in enumerate(round_.definitions)
                     ],
                 )
+            rounds_changed(conn)
 
     def round(self, round_id: str) -> Round:
         """A round with its definitions; UnknownRound when there is none."""
@@ -356,6 +366,7 @@ class Store:
                 .where(rounds.c.round_id == round_id, rounds.c.state == "open")
                 .values(state="closed", closed_at=now)
             )
+            rounds_changed(conn)
         self.round_state(round_id)
 
     # Submissions and refusals

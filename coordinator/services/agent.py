@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from coordinator import rounds
-from coordinator.services import domain_errors
+from coordinator.announce import RoundListener
+from coordinator.services import domain_errors, transient
 from coordinator.services.auth import (
     calling_certificate,
     calling_peer,
@@ -31,17 +32,22 @@ log = logging.getLogger("fedpeer.coordinator")
 class RoundAnnouncer:
     """The open rounds, kept fresh by one poller per process, and a wake-up on change.
 
-    One background task reads the store every ``poll_seconds`` (so a round opened by
-    another replica sharing the database is announced too) instead of every subscribed
-    agent querying it; a round opened here is announced at once via ``refresh``.
+    One background task reads the store every ``poll_seconds`` instead of every
+    subscribed agent querying it; a round opened here is announced at once via
+    ``refresh``. A round opened or closed by another process sharing a PostgreSQL store
+    is announced at once too when a ``listener`` (coordinator.announce) calls ``refresh``
+    on its notification, and at the next poll otherwise.
     """
 
-    def __init__(self, store: Store, poll_seconds: float = 5.0) -> None:
+    def __init__(
+        self, store: Store, poll_seconds: float = 5.0, listener: RoundListener | None = None
+    ) -> None:
         self._store = store
         self._poll = poll_seconds
+        self._listener = listener
         self._open: tuple[tuple[str, dt.date], ...] = ()
         self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def open_rounds(self) -> tuple[tuple[str, dt.date], ...]:
@@ -61,26 +67,33 @@ class RoundAnnouncer:
             event, self._changed = self._changed, asyncio.Event()
             event.set()
 
+    async def _refresh_or_log(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # a store outage must not end announcements for good
+            log.warning("event=announce_refresh_failed reason=%s", type(exc).__name__)
+
     async def _poll_forever(self) -> None:
         while True:
-            try:
-                await self.refresh()
-            except Exception as exc:  # a store outage must not end announcements for good
-                log.warning("event=announce_refresh_failed reason=%s", type(exc).__name__)
+            await self._refresh_or_log()
             await asyncio.sleep(self._poll)
 
     async def start(self) -> None:
         """Read the open rounds now and keep them fresh in the background."""
         await self.refresh()
-        self._task = asyncio.create_task(self._poll_forever())
+        self._tasks.append(asyncio.create_task(self._poll_forever()))
+        if self._listener is not None:
+            self._tasks.append(
+                asyncio.create_task(self._listener.listen_forever(self._refresh_or_log))
+            )
 
     async def stop(self) -> None:
-        """Stop the background poller."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop the background poller and the listener."""
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks.clear()
 
 
 class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
@@ -120,7 +133,12 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), self._recheck_seconds)
             # A practice revoked (or enrolled again elsewhere) loses its open stream too.
-            refused = await asyncio.to_thread(not_enrolled, self._store, peer)
+            try:
+                refused = await asyncio.to_thread(not_enrolled, self._store, peer)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                continue  # the store is down for a moment: keep the stream, look again later
             if refused is not None:
                 log.info("event=stream_closed practice=%s reason=not enrolled", practice_id)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
