@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -62,3 +63,36 @@ def postgres_url(postgres_schema: str) -> str:
     """A SQLAlchemy URL whose connections default to a fresh schema (search_path)."""
     sep = "&" if "?" in POSTGRES_URL else "?"
     return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{postgres_schema}"
+
+
+@pytest.fixture
+def postgres_database(postgres_engine: sa.Engine) -> Iterator[str]:
+    """A fresh, uniquely named database on the test server (its name), dropped afterwards.
+
+    For tests that need a whole database: several coordinator processes, or an outage.
+    """
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    autocommit = postgres_engine.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield name
+    finally:
+        with autocommit.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_database_url(postgres_database: str) -> str:
+    """The SQLAlchemy URL of a fresh database on the test server."""
+    url = sa.make_url(POSTGRES_URL).set(database=postgres_database)
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Path]:
+    """A coordinator home made by `fedpeer-coordinator init` and served by a real `serve`."""
+    from _processes import init_home, serving
+
+    with serving(init_home(tmp_path / "coord")) as running:
+        yield running.home

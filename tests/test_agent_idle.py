@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -82,38 +81,6 @@ def _settled_rss(pid: int) -> int:
 def _mapped_heavy_libraries(pid: int) -> set[str]:
     maps = Path(f"/proc/{pid}/maps").read_text()
     return {name for name in HEAVY if f"/{name}/" in maps or f"/{name}." in maps}
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Path]:
-    home = tmp_path / "coord"
-    assert runner.invoke(coordinator_app, ["init", "--home", str(home)]).exit_code == 0
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "coordinator.cli",
-            "serve",
-            "--home",
-            str(home),
-            "--port",
-            "0",
-            "--enrol-port",
-            "0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (home / "address").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "no coordinator"
-            time.sleep(0.05)
-        yield home
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 @pytest.mark.slow

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,45 +19,9 @@ from coordinator.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Path]:
-    home = tmp_path / "coord"
-    result = runner.invoke(app, ["init", "--home", str(home)])
-    assert result.exit_code == 0, result.output
-    assert (home / "ca.key").stat().st_mode & 0o777 == 0o600
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "coordinator.cli",
-            "serve",
-            "--home",
-            str(home),
-            "--port",
-            "0",
-            "--enrol-port",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not (home / "address").exists():
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "the coordinator did not start"
-            time.sleep(0.05)
-        yield home
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=20)
-        assert proc.returncode == 0, output
-        assert "event=stopped" in output
-
-
 def test_cli_round_trip(served: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = str(served)
+    assert (served / "ca.key").stat().st_mode & 0o777 == 0o600
     main_address, enrol_address = (served / "address").read_text().split()
     result = runner.invoke(
         app,
