@@ -45,17 +45,23 @@ def postgres_engine() -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def postgres_schema(postgres_engine: sa.Engine) -> Iterator[str]:
-    """A fresh, uniquely named schema on the test server, dropped afterwards."""
+def _fresh(engine: sa.Engine, kind: str, drop_options: str) -> Iterator[str]:
+    """Create a uniquely named ``kind`` (SCHEMA, DATABASE), yield its name, drop it."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with postgres_engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as conn:
+        conn.execute(sa.text(f'CREATE {kind} "{name}"'))
     try:
         yield name
     finally:
-        with postgres_engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+        with autocommit.connect() as conn:
+            conn.execute(sa.text(f'DROP {kind} IF EXISTS "{name}" {drop_options}'))
+
+
+@pytest.fixture
+def postgres_schema(postgres_engine: sa.Engine) -> Iterator[str]:
+    """A fresh, uniquely named schema on the test server, dropped afterwards."""
+    yield from _fresh(postgres_engine, "SCHEMA", "CASCADE")
 
 
 @pytest.fixture
@@ -71,15 +77,7 @@ def postgres_database(postgres_engine: sa.Engine) -> Iterator[str]:
 
     For tests that need a whole database: several coordinator processes, or an outage.
     """
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    autocommit = postgres_engine.execution_options(isolation_level="AUTOCOMMIT")
-    with autocommit.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield name
-    finally:
-        with autocommit.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from _fresh(postgres_engine, "DATABASE", "WITH (FORCE)")
 
 
 @pytest.fixture
