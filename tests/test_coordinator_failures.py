@@ -3,12 +3,14 @@
 The coordinator's release check is a seam (``start_coordinator(document_check=...)``):
 here it fails the way a store does (locked, restarting: ``OperationalError``) or the way
 a bug does (any other exception, whose text may hold SQL and the database's host). The
-agents and their outboxes are the real ones, over mutual TLS.
+agents and their outboxes are the real ones, over mutual TLS. A real 15 s outage of each
+store, with twenty agents following a round, is in tests/test_outage.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -20,7 +22,6 @@ from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, signe
 from agent.client import Agent, enrol
 from agent.outbox import ACKNOWLEDGED
 from coordinator.ca import init_home
-from coordinator.release_check import check_document
 from coordinator.rounds import DocumentCheck
 from coordinator.server import CoordinatorConfig, RunningCoordinator, start_coordinator
 from fedpeer.channel import secure_channel
@@ -45,6 +46,10 @@ class Failing:
 
 def _locked() -> Exception:
     return sa.exc.OperationalError(SECRET_SQL, {}, Exception("database is locked"))
+
+
+def _out_of_files() -> Exception:
+    return OSError(errno.EMFILE, "Too many open files")
 
 
 def _bug() -> Exception:
@@ -76,11 +81,12 @@ async def site(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
         await running.stop(0)
 
 
-async def test_a_store_that_is_down_for_a_while_loses_nothing(site) -> None:  # type: ignore[no-untyped-def]
-    """The store fails three times: the agent's two tries in its first run both hear
-    UNAVAILABLE (one plain line), the release stays in the outbox, and the next run
-    stores it once."""
-    running, agent, round_ = await site(Failing(_locked, times=3))
+@pytest.mark.parametrize("failure", [_locked, _out_of_files], ids=["store-down", "no-file-handles"])
+async def test_a_store_that_is_down_for_a_while_loses_nothing(site, failure) -> None:  # type: ignore[no-untyped-def]
+    """The store fails three times (down, or the process is out of file handles): the
+    agent's two tries in its first run both hear UNAVAILABLE (one plain line), the
+    release stays in the outbox, and the next run stores it once."""
+    running, agent, round_ = await site(Failing(failure, times=3))
     with pytest.raises(CoordinatorUnreachable, match="store is unavailable") as caught:
         await agent.run_once()
     assert SECRET_SQL not in str(caught.value)
@@ -148,45 +154,3 @@ async def test_fedpeer_agent_outbox_shows_and_resends_what_is_pending(site) -> N
     assert resent.exit_code == 0, resent.output
     assert f"round {round_.round_id}: submitted" in resent.output
     assert running.store.signed_release(round_.round_id, "F1") is not None
-
-
-async def test_a_locked_sqlite_store_loses_nothing(tmp_path: Path) -> None:
-    """Another process holds the SQLite store locked for 12 s (a backup, a stuck admin
-    query) while a practice submits: the coordinator waits its busy timeout, answers
-    UNAVAILABLE, the agent retries with backoff, and the release is stored once."""
-    import sqlite3
-    import threading
-    import time
-
-    running = await _coordinator(tmp_path, check_document)
-    try:
-        async with admin(running) as adm:
-            token, _ = await adm.invite("L1", "Locked Lane", "West")
-            round_ = await adm.start_round(AS_OF, DEFINITIONS)
-        await enrol(running.address, running.enrol_port, token, tmp_path / "L1")
-        agent = Agent(tmp_path / "L1", fixed_prepare("L1"), max_attempts=6, backoff_seconds=0.5)
-        locked, released = threading.Event(), threading.Event()
-
-        def hold_the_lock() -> None:
-            db = sqlite3.connect(running.home.database, isolation_level=None)
-            db.execute("BEGIN EXCLUSIVE")
-            locked.set()
-            time.sleep(12)
-            db.execute("COMMIT")
-            db.close()
-            released.set()
-
-        holder = threading.Thread(target=hold_the_lock)
-        holder.start()
-        await asyncio.to_thread(locked.wait)
-        started = time.monotonic()
-        outcomes = await agent.run_once()
-        waited = time.monotonic() - started
-        await asyncio.to_thread(holder.join)
-        assert released.is_set() and waited >= 10  # it really waited out the lock
-        assert [o.status for o in outcomes] == ["submitted", "already"]
-        async with admin(running) as adm:
-            status = await adm.status(round_.round_id)
-        assert [(p.practice_id, p.state) for p in status.practices] == [("L1", "submitted")]
-    finally:
-        await running.stop(0)

@@ -11,20 +11,16 @@ make it prompt. Every submission is stored once, whichever process takes it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
-import sqlalchemy as sa
 from _coordinator_helpers import AS_OF, DEFINITIONS, fixed_prepare, rows_for, signed_request
+from _following import acknowledged, following, stored_per_practice, until
 from _processes import Served, init_home, serving
 
 from agent.client import Agent, enrol
-from agent.outbox import ACKNOWLEDGED
 from coordinator.admin_client import AdminClient
 from coordinator.ca import CoordinatorHome
 from fedpeer import wire
@@ -40,43 +36,6 @@ PER_PROCESS = 3
 
 def _admin(served: Served) -> AdminClient:
     return AdminClient(served.address, CoordinatorHome(served.home))
-
-
-async def _until(done, seconds: float, what: str) -> float:  # type: ignore[no-untyped-def]
-    """Wait until ``done()`` holds; how long it took."""
-    started = time.monotonic()
-    while not done():
-        assert time.monotonic() - started < seconds, f"not within {seconds:.0f} s: {what}"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
-
-
-@contextlib.asynccontextmanager
-async def _following(agents: list[Agent]) -> AsyncIterator[None]:
-    """The agents following rounds (``run_forever``) until the block ends."""
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(a.run_forever(stop)) for a in agents]
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-
-
-def _stored_per_practice(url: str, round_id: str) -> dict[str, int]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT practice_id, count(*) FROM submissions WHERE round_id = :r"
-                    " GROUP BY practice_id"
-                ),
-                {"r": round_id},
-            ).all()
-    finally:
-        engine.dispose()
-    return {p: int(n) for p, n in rows}
 
 
 async def _submit(address: str, agent: Agent, request: agent_pb2.SubmitRequest):  # type: ignore[no-untyped-def]
@@ -116,10 +75,10 @@ async def test_a_round_started_on_one_process_reaches_agents_on_another_and_is_s
         await enrol(b.address, b.enrol_port, token, tmp_path / "R1")
         racer = Agent(tmp_path / "R1", fixed_prepare("R1"))
 
-        async with _following(list(agents.values())):
+        async with following(list(agents.values())):
             # Every agent's round stream is open before the round starts, so the round can
             # reach it only by announcement.
-            await _until(
+            await until(
                 lambda: all(f"event=watching practice={p}" in placed[p].output() for p in placed),
                 30,
                 "the agents connect",
@@ -127,16 +86,12 @@ async def test_a_round_started_on_one_process_reaches_agents_on_another_and_is_s
             async with _admin(a) as adm:
                 round_ = await adm.start_round(AS_OF, DEFINITIONS)
 
-            def answered(processes: tuple[Served, ...]) -> bool:
-                return all(
-                    (e := agents[p].outbox.get(round_.round_id)) is not None
-                    and e.state == ACKNOWLEDGED
-                    for p in placed
-                    if placed[p] in processes
-                )
+            def answered(process: Served) -> bool:
+                on_it = [agents[p] for p in placed if placed[p] is process]
+                return acknowledged(on_it, round_.round_id)
 
-            on_a = await _until(lambda: answered((a,)), REACH_SECONDS, "A's agents answer")
-            on_b = await _until(lambda: answered((b,)), REACH_SECONDS, "B's agents answer")
+            on_a = await until(lambda: answered(a), REACH_SECONDS, "A's agents answer")
+            on_b = await until(lambda: answered(b), REACH_SECONDS, "B's agents answer")
             print(f"round answered: A's agents {on_a:.2f} s, B's agents {on_b:.2f} s")
             assert "event=listening" in b.output()
 
@@ -165,4 +120,4 @@ async def test_a_round_started_on_one_process_reaches_agents_on_another_and_is_s
         assert {p.practice_id: p.state for p in status.practices} == dict.fromkeys(
             [*placed, "R1"], "submitted"
         )
-    assert _stored_per_practice(url, round_.round_id) == dict.fromkeys([*placed, "R1"], 1)
+    assert stored_per_practice(url, round_.round_id) == dict.fromkeys([*placed, "R1"], 1)
