@@ -41,7 +41,7 @@ class RoundListener:
         self,
         url: str,
         retry_seconds: float = 0.5,
-        max_retry_seconds: float = 15.0,
+        max_retry_seconds: float = 5.0,
         ping_seconds: float = 30.0,
     ) -> None:
         self._conninfo = conninfo(url)

@@ -218,8 +218,9 @@ def database(
 
 @pytest.mark.postgres
 async def test_a_postgresql_database_down_for_15_s_loses_nothing(
-    site, database: Database, caplog: pytest.LogCaptureFixture
+    database: Database, site, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO)
     s = await site(database.url)
     round_id = await _round_through(
         s,
@@ -229,10 +230,16 @@ async def test_a_postgresql_database_down_for_15_s_loses_nothing(
     )
     _exactly_once(database.url, round_id)
 
+    # The process listens for other processes' rounds again too (docs/scaling.md).
+    def listening() -> int:
+        return sum(r.getMessage().startswith("event=listening") for r in caplog.records)
+
+    await until(lambda: listening() >= 2, 15, "the round listener reconnects")  # 1: at start
+
 
 @pytest.mark.postgres
 async def test_postgresql_restarting_under_a_round_loses_nothing(
-    site, database: Database, caplog: pytest.LogCaptureFixture
+    database: Database, site, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
     """Connections are cut every 0.2 s for 3 s while the agents submit, as a restart
     does: dead pooled connections are replaced, and every answer is stored once."""
