@@ -55,6 +55,14 @@ def init_home(home: Path) -> Path:
     return home
 
 
+def _recorded(home: Path) -> bool:
+    """Whether ``serve`` has written both addresses (the file exists a moment before)."""
+    try:
+        return len((home / "address").read_text().split()) == 2
+    except FileNotFoundError:
+        return False
+
+
 @contextlib.contextmanager
 def serving(home: Path, *args: str, env: Mapping[str, str] | None = None) -> Iterator[Served]:
     """``serve --home HOME --port 0 --enrol-port 0 ARGS`` until the block ends, then SIGTERM.
@@ -76,7 +84,7 @@ def serving(home: Path, *args: str, env: Mapping[str, str] | None = None) -> Ite
     served = Served(home, process, log)
     try:
         deadline = time.monotonic() + START_SECONDS
-        while not (home / "address").exists():
+        while not _recorded(home):
             assert process.poll() is None, served.output()
             assert time.monotonic() < deadline, f"the coordinator did not start: {served.output()}"
             time.sleep(0.05)
