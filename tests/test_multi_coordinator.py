@@ -5,13 +5,18 @@ copied, as an operator copies it to a second host) on one fresh database; practi
 enrolled at either, their real agents following rounds over mutual TLS, some connected
 to A and some to B. A round started on A reaches B's agents through PostgreSQL
 LISTEN/NOTIFY: both processes poll only every 60 s here, so only the notification can
-make it prompt. Every submission is stored once, whichever process takes it.
+make it prompt. Every submission is stored once, whichever process takes it. And when
+one process dies, the agents it served reconnect through a TCP load balancer (a small
+layer-4 forwarder here, as docs/scaling.md describes) to the other and carry on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import shutil
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -38,6 +43,61 @@ def _admin(served: Served) -> AdminClient:
     return AdminClient(served.address, CoordinatorHome(served.home))
 
 
+@contextlib.contextmanager
+def _two_processes(tmp_path: Path, url: str) -> Iterator[tuple[Served, Served]]:
+    """Processes A and B serving one database with the same keys, as on two hosts."""
+    home_a = init_home(tmp_path / "a")
+    shutil.copytree(home_a, tmp_path / "b")  # the same CA and keys on the second "host"
+    env = {"FEDPEER_COORDINATOR_ANNOUNCE_POLL_SECONDS": POLL_SECONDS}
+    with (
+        serving(home_a, "--db", url, env=env) as a,
+        serving(tmp_path / "b", "--db", url, env=env) as b,
+    ):
+        yield a, b
+
+
+def _watching(served: Served, practices: list[str]) -> list[str]:
+    """Those of ``practices`` whose round stream ``served`` has opened (by its log)."""
+    log = served.output()
+    return [p for p in practices if f"event=watching practice={p}" in log]
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def _balancer(backends: list[str]) -> AsyncIterator[str]:
+    """A TCP load balancer on 127.0.0.1 (layer 4, TLS passes through): each connection
+    goes to the next backend in turn that accepts it. Its HOST:PORT."""
+    turn = itertools.count()
+
+    async def handle(client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
+        first = next(turn)
+        for k in range(len(backends)):
+            host, port = backends[(first + k) % len(backends)].rsplit(":", 1)
+            try:
+                server_in, server_out = await asyncio.open_connection(host, int(port))
+                break
+            except OSError:
+                continue  # that backend is down: the next one
+        else:
+            client_out.close()
+            return
+        await asyncio.gather(_pipe(client_in, server_out), _pipe(server_in, client_out))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
 async def _submit(address: str, agent: Agent, request: agent_pb2.SubmitRequest):  # type: ignore[no-untyped-def]
     """Send ``request`` as ``agent``'s practice to the process at ``address``."""
     i = agent.identity
@@ -50,13 +110,7 @@ async def test_a_round_started_on_one_process_reaches_agents_on_another_and_is_s
     tmp_path: Path, postgres_database_url: str
 ) -> None:
     url = postgres_database_url
-    home_a = init_home(tmp_path / "a")
-    shutil.copytree(home_a, tmp_path / "b")  # the same CA and keys on the second "host"
-    env = {"FEDPEER_COORDINATOR_ANNOUNCE_POLL_SECONDS": POLL_SECONDS}
-    with (
-        serving(home_a, "--db", url, env=env) as a,
-        serving(tmp_path / "b", "--db", url, env=env) as b,
-    ):
+    with _two_processes(tmp_path, url) as (a, b):
         # Invited on A, each practice enrols at the process it will follow: one database.
         placed: dict[str, Served] = {}
         async with _admin(a) as adm:
@@ -121,3 +175,47 @@ async def test_a_round_started_on_one_process_reaches_agents_on_another_and_is_s
             [*placed, "R1"], "submitted"
         )
     assert stored_per_practice(url, round_.round_id) == dict.fromkeys([*placed, "R1"], 1)
+
+
+async def test_when_a_process_dies_its_agents_carry_on_with_another(
+    tmp_path: Path, postgres_database_url: str
+) -> None:
+    """Agents reach both processes through a TCP load balancer. Process A is killed; its
+    agents reconnect through the balancer to B, and a round started on B reaches them
+    all and is stored once."""
+    url = postgres_database_url
+    with _two_processes(tmp_path, url) as (a, b):
+        async with _balancer([a.address, b.address]) as front:
+            practices = [f"D{k}" for k in range(4)]
+            agents = []
+            async with _admin(a) as adm:
+                for practice_id in practices:
+                    token, _ = await adm.invite(practice_id, "Dying Lane", "North")
+                    await enrol(front, a.enrol_port, token, tmp_path / practice_id)
+                    agents.append(
+                        Agent(
+                            tmp_path / practice_id,
+                            fixed_prepare(practice_id),
+                            backoff_seconds=0.2,
+                            max_backoff_seconds=1.0,
+                        )
+                    )
+            async with following(agents):
+                await until(
+                    lambda: len(_watching(a, practices) + _watching(b, practices)) == 4,
+                    30,
+                    "the agents connect",
+                )
+                orphans = _watching(a, practices)
+                assert orphans and len(orphans) < 4  # the balancer spread them over both
+                a.kill()
+                await until(
+                    lambda: _watching(b, practices) == practices, 30, "A's agents move to B"
+                )
+                async with _admin(b) as adm:
+                    round_ = await adm.start_round(AS_OF, DEFINITIONS)
+                took = await until(
+                    lambda: acknowledged(agents, round_.round_id), REACH_SECONDS, "all answer"
+                )
+                print(f"{len(orphans)} agents moved from A to B; all answered in {took:.2f} s")
+    assert stored_per_practice(url, round_.round_id) == dict.fromkeys(practices, 1)
