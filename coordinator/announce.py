@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import psycopg
 import sqlalchemy as sa
 
 from coordinator.store import ROUNDS_CHANNEL, Store
@@ -27,7 +28,11 @@ OnChange = Callable[[], Awaitable[None]]
 
 
 def conninfo(url: str) -> str:
-    """A libpq connection string (URI) for a SQLAlchemy PostgreSQL URL, any driver."""
+    """A libpq connection string (URI) for a SQLAlchemy PostgreSQL URL, whatever its driver.
+
+    The listener always uses psycopg 3 (a coordinator dependency), even under a store
+    URL naming another driver.
+    """
     return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
@@ -51,8 +56,6 @@ class RoundListener:
 
     async def listen_forever(self, on_change: OnChange) -> None:
         """Call ``on_change`` at each notification, reconnecting when the database goes."""
-        import psycopg  # the PostgreSQL extra; round_listener checked it is there
-
         delay = self._retry
         while True:
             try:
@@ -79,10 +82,5 @@ class RoundListener:
 def round_listener(store: Store) -> RoundListener | None:
     """A listener for ``store``'s round changes, or None where the database has none."""
     if sa.make_url(store.url).get_backend_name() != "postgresql":
-        return None
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:  # another driver (psycopg2): announcements by polling only
-        log.warning("event=no_listener reason=psycopg 3 is not installed")
         return None
     return RoundListener(store.url)
