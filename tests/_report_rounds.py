@@ -10,6 +10,7 @@ from pathlib import Path
 from _coordinator_helpers import admin, document_for, start
 
 from agent.client import Agent, enrol
+from coordinator.ca import init_home
 from fedpeer.collection import DefinitionDocument, ReleaseDocument, Round
 from fedpeer.definitions import find_standard, serialize
 from fedpeer.release import ResultRow
@@ -73,9 +74,19 @@ def drifting(practice_id: str):
 
 
 async def run_rounds(
-    home: Path, tmp: Path, db_url: str | None = None, *, leave_open: bool = False
+    home: Path,
+    tmp: Path,
+    db_url: str | None = None,
+    *,
+    leave_open: bool = False,
+    threshold: int | None = None,
 ) -> list[str]:
-    """Three closed rounds (and one left open on request); the round ids, oldest first."""
+    """Three closed rounds (and one left open on request); the round ids, oldest first.
+
+    ``threshold``: the network's (stricter than default) suppression threshold.
+    """
+    if threshold is not None:
+        init_home(home).network_file.write_text(f"[disclosure]\nthreshold = {threshold}\n")
     running = await start(home, db_url)
     ids = []
     try:
