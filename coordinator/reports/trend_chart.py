@@ -9,7 +9,6 @@ for the common colour-vision deficiencies, and each line also has its own marker
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -22,7 +21,6 @@ from coordinator.reports.charts import FONT, _nice_ticks, _tick_formatter
 OKABE_BLUE = "#0072B2"
 OKABE_VERMILION = "#D55E00"
 OKABE_GREEN = "#009E73"
-OKABE_ORANGE = "#E69F00"
 OKABE_SKY = "#56B4E9"
 INK = "#212B32"
 AXIS = "#425563"
@@ -299,8 +297,3 @@ def side_by_side(
         )
     parts.append("</svg>")
     return Markup("".join(parts))
-
-
-def finite(value: float | None) -> float | None:
-    """A value fit to plot: None for a missing or non-finite number."""
-    return value if value is not None and math.isfinite(value) else None

@@ -8,24 +8,20 @@ all practices and of the locality (each withheld below the round's group minimum
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping
 from typing import Any
 
 from coordinator.comparison_store import IndicatorTrend
 from coordinator.comparisons import Comparison
+from coordinator.peers import peer_label
 from coordinator.reports.sections import common_context, environment, group_cell, unadjusted
 from coordinator.reports.trend_chart import Bar, side_by_side
 from coordinator.reports.wording import counts, direction_words, verdict
 
 
 def practice_letter(position: int) -> str:
-    """``Practice A``, ``Practice B``, ... ``Practice Z``, ``Practice AA``."""
-    label, position = "", position + 1
-    while position:
-        position, rest = divmod(position - 1, 26)
-        label = string.ascii_uppercase[rest] + label
-    return f"Practice {label}"
+    """``Practice A``, ``Practice B``, ... ``Practice AA``: the peers' lettering, renamed."""
+    return "Practice " + peer_label(position).removeprefix("Peer ")
 
 
 def locality_labels(comparison: Comparison, locality: str, *, named: bool) -> dict[str, str]:
