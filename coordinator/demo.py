@@ -1,11 +1,14 @@
-"""``make demo``: one collection round, end to end, on embedded defaults.
+"""``make demo``: three monthly collection rounds, end to end, on embedded defaults.
 
 A coordinator on SQLite with a fresh CA listens on 127.0.0.1; twenty synthetic practices
 are generated; each gets an agent, enrolled with a one-time token over the enrolment port
-(server TLS) and answering over mutual TLS; one standard round is run as of the last
-month end; the round is closed, compared, printed and reported; everything shuts down.
-The agents run the real pipeline: extract -> engine -> disclosure control -> ledger ->
-submission -> receipt -> audit log.
+(server TLS) and answering over mutual TLS. One standard round is run at each of the last
+three month ends, each practice's extract drifting a little from month to month (the same
+practice, a fresh draw of its patients); each round is closed, which stores its
+comparison. The last round is printed, and every report is written as ``fedpeer-coordinator
+report`` writes it (practice HTML and PDF with trends, locality slides, the commissioners'
+summary). The agents run the real pipeline: extract -> engine -> disclosure control ->
+ledger -> submission -> receipt -> audit log.
 """
 
 from __future__ import annotations
@@ -23,12 +26,12 @@ from rich.console import Console
 
 from agent.cli_network import practice_agent
 from agent.client import enrol
-from agent.synth import generate_practices
+from agent.synth import PracticeTraits, generate_practice, generate_practices
 from coordinator.admin_client import AdminClient
 from coordinator.ca import init_home
-from coordinator.comparisons import build_comparison
+from coordinator.comparison_store import comparison_for, trends
 from coordinator.console import print_comparison_table
-from coordinator.reports import write_practice_reports, write_summary_report
+from coordinator.reports import ReportSet, write_round_reports
 from coordinator.server import CoordinatorConfig, start_coordinator
 from fedpeer.collection import DefinitionDocument
 from fedpeer.definitions import load_round_set, serialize
@@ -39,15 +42,39 @@ def last_month_end(today: date) -> date:
     return today.replace(day=1) - timedelta(days=1)
 
 
+def month_ends(last: date, count: int) -> list[date]:
+    """``count`` consecutive month ends up to ``last``, oldest first."""
+    ends = [last]
+    while len(ends) < count:
+        ends.append(last_month_end(ends[-1]))
+    return ends[::-1]
+
+
+def drifted_month(
+    out: Path, traits: list[PracticeTraits], *, seed: int, month: int, as_of: date
+) -> None:
+    """The same practices a month on: each draws its patients afresh, so values drift a little."""
+    for index, t in enumerate(traits):
+        generate_practice(
+            out / t.practice_id,
+            practice_seed=(seed * 1_000_003 + index) * 31 + month,
+            list_size=t.list_size,
+            as_of=as_of,
+            fmt="csv",
+            profile=t,
+        )
+
+
 @dataclass(frozen=True)
 class DemoResult:
     """What the demo did, for the reader and for tests."""
 
-    round_id: str
+    round_id: str  # the last round's
     as_of: date
-    submitted: int
-    reports: list[Path]
+    submitted: int  # in the last round
+    reports: ReportSet
     seconds: float
+    round_ids: tuple[str, ...] = ()
 
 
 async def run_demo(
@@ -57,6 +84,8 @@ async def run_demo(
     list_size: int = 4000,
     as_of: date | None = None,
     seed: int = 2026,
+    rounds: int = 3,
+    pdf: bool = True,
     console: Console | None = None,
 ) -> DemoResult:
     """Run the whole demo into ``out``; returns what it did."""
@@ -65,6 +94,7 @@ async def run_demo(
     started = time.perf_counter()
     as_of = as_of or last_month_end(date.today())
     assert as_of.day == calendar.monthrange(as_of.year, as_of.month)[1]
+    months = month_ends(as_of, rounds)
     work = out / "work"
     if out.exists():
         shutil.rmtree(out)
@@ -80,9 +110,15 @@ async def run_demo(
         practices=practices,
         list_size=list_size,
         seed=seed,
-        as_of=as_of,
+        as_of=months[0],
         fmt="csv",
     )
+    extracts = [work / "practices"]
+    for month, day in enumerate(months[1:], start=1):
+        extracts.append(work / f"practices-{day:%Y-%m}")
+        await asyncio.to_thread(
+            drifted_month, extracts[-1], traits, seed=seed, month=month, as_of=day
+        )
 
     home = init_home(work / "coordinator")
     running = await start_coordinator(CoordinatorConfig(home=home.root, announce_poll_seconds=0.5))
@@ -104,40 +140,55 @@ async def run_demo(
             step(f"Enrolled {len(agent_homes)} agents: each made its own key and got a certificate")
 
             documents = [DefinitionDocument.of(d.id, serialize(d)) for d in load_round_set()]
-            round_ = await admin.start_round(as_of, documents)
-            step(
-                f"Started round {round_.round_id} as of {as_of:%d %B %Y}: "
-                f"{len(documents)} signed definitions"
-            )
+            round_ids = []
+            for day, extract in zip(months, extracts, strict=True):
+                round_ = await admin.start_round(day, documents)
+                agents = [
+                    practice_agent(agent_home, str(extract / t.practice_id))
+                    for t, agent_home in zip(traits, agent_homes, strict=True)
+                ]
+                outcomes = await asyncio.gather(*(agent.run_once() for agent in agents))
+                failed = [o for batch in outcomes for o in batch if o.status != "submitted"]
+                for o in failed:
+                    console.print(f"[red]round {o.round_id}: {o.status}[/] {o.detail}")
+                status = await admin.status(round_.round_id)
+                submitted = sum(p.state == "submitted" for p in status.practices)
+                await admin.close_round(round_.round_id)
+                round_ids.append(round_.round_id)
+                step(
+                    f"Round {round_.round_id} as of {day:%d %B %Y} ({len(documents)} signed "
+                    f"definitions): {submitted} of {len(status.practices)} practices "
+                    "submitted, receipts verified; closed and its comparison stored"
+                )
 
-            agents = [
-                practice_agent(agent_home, str(work / "practices" / t.practice_id))
-                for t, agent_home in zip(traits, agent_homes, strict=True)
-            ]
-            outcomes = await asyncio.gather(*(agent.run_once() for agent in agents))
-            failed = [o for batch in outcomes for o in batch if o.status != "submitted"]
-            for o in failed:
-                console.print(f"[red]round {o.round_id}: {o.status}[/] {o.detail}")
-            status = await admin.status(round_.round_id)
-            submitted = sum(p.state == "submitted" for p in status.practices)
-            step(f"{submitted} of {len(status.practices)} practices submitted; receipts verified")
-
-            await admin.close_round(round_.round_id)
-            step(f"Closed round {round_.round_id}")
-
-        frame = running.store.released_rows_frame(round_.round_id)
-        label = round_.round_id  # the reports say "Round" before it
-        comparison = build_comparison(frame, round_label=label, as_of=as_of)
+        last = round_ids[-1]
+        _, comparison = comparison_for(running.store, last)
+        series = trends(running.store, last)
         print_comparison_table(comparison, console)
-        reports = write_practice_reports(comparison, out, round_label=label, as_of=as_of)
-        summary = write_summary_report(comparison, out)
-        frame.to_csv(out / "released-rows.csv", index=False)
-        step(f"Wrote {len(reports)} practice reports and {summary.name} into {out}/")
+        localities = sorted({t.locality for t in traits})
+        written = await asyncio.to_thread(
+            write_round_reports,
+            comparison,
+            out,
+            trends=series,
+            named_localities=localities[:1],  # one locality agreed to be named
+            pdf=pdf,
+        )
+        running.store.released_rows_frame(last).to_csv(out / "released-rows.csv", index=False)
+        step(
+            f"Wrote {len(written.practices)} practice reports, {len(written.localities)} "
+            f"locality slide packs and commissioners.html into {out}/ "
+            + (
+                f"with {len(written.pdfs)} PDFs"
+                if written.pdfs
+                else f"(no PDFs: {written.pdf_problem})"
+            )
+        )
     finally:
         await running.stop()
     seconds = time.perf_counter() - started
     step(f"Coordinator stopped. Demo finished in {seconds:.1f} s")
-    return DemoResult(round_.round_id, as_of, submitted, reports, seconds)
+    return DemoResult(last, as_of, submitted, written, seconds, tuple(round_ids))
 
 
 def main() -> None:
@@ -146,8 +197,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("demo-output"))
     parser.add_argument("--practices", type=int, default=20)
     parser.add_argument("--list-size", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    result = asyncio.run(run_demo(args.out, practices=args.practices, list_size=args.list_size))
+    result = asyncio.run(
+        run_demo(args.out, practices=args.practices, list_size=args.list_size, rounds=args.rounds)
+    )
     if result.submitted != args.practices:
         raise SystemExit(f"only {result.submitted} of {args.practices} practices submitted")
 

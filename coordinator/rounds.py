@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 from cryptography import x509
 
+from coordinator.comparison_store import record_comparison
 from coordinator.release_check import check_document, verified_document
 from coordinator.store import RoundStatus, Store
 from fedpeer.collection import (
@@ -105,6 +106,7 @@ def refuse(store: Store, practice_id: str, round_id: str, reason: str) -> dt.dat
 def close_round(store: Store, round_id: str) -> RoundStatus:
     """Close a round to further submissions; its final status."""
     store.close_round(round_id, _now())
+    record_comparison(store, round_id)  # stored once, so that reports and trends only read
     return store.round_status(round_id)
 
 

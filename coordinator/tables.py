@@ -142,7 +142,55 @@ study_results = sa.Table(
     sa.Column("published_at", _TS, nullable=False),
 )
 
+# Comparisons (issue 9): each closed round's results, stored once so that trends across
+# rounds read rows instead of recomputing every round (coordinator.comparison_store).
+comparison_indicators = sa.Table(
+    "comparison_indicators",
+    metadata,
+    sa.Column("round_id", sa.ForeignKey("rounds.round_id"), primary_key=True),
+    sa.Column("indicator", sa.String(200), primary_key=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),  # of the round's definition
+    sa.Column("overall", sa.Float),  # pooled all-practice value; None when withheld
+    sa.Column("contributing", sa.Integer, nullable=False),
+    sa.Column("published", sa.Boolean, nullable=False),
+    sa.Column("phi", sa.Float, nullable=False),
+    sa.Column("deciles", sa.Text, nullable=False),  # JSON: the 10th..90th percentiles, or []
+)
+comparison_values = sa.Table(
+    "comparison_values",
+    metadata,
+    sa.Column("round_id", sa.ForeignKey("rounds.round_id"), primary_key=True),
+    sa.Column("indicator", sa.String(200), primary_key=True),
+    sa.Column("practice_id", sa.ForeignKey("practices.practice_id"), primary_key=True),
+    sa.Column("numerator", sa.Float),
+    sa.Column("denominator", sa.Float),
+    sa.Column("value", sa.Float),
+    sa.Column("percentile", sa.Float),
+    sa.Column("status", sa.String(16), nullable=False),  # coordinator.funnel.FunnelStatus
+    sa.Column("lower_95", sa.Float),
+    sa.Column("upper_95", sa.Float),
+    sa.Column("lower_998", sa.Float),
+    sa.Column("upper_998", sa.Float),
+    sa.Column("peer_median", sa.Float),  # of its most alike peers' values; None when withheld
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+)
+comparison_groups = sa.Table(
+    "comparison_groups",
+    metadata,
+    # Pooled locality values (the all-practice value is on comparison_indicators).
+    sa.Column("round_id", sa.ForeignKey("rounds.round_id"), primary_key=True),
+    sa.Column("indicator", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Float),
+    sa.Column("contributing", sa.Integer, nullable=False),
+    sa.Column("published", sa.Boolean, nullable=False),
+    sa.Column("rank", sa.Integer),
+)
+
 __all__ = [
+    "comparison_groups",
+    "comparison_indicators",
+    "comparison_values",
     "enrolment_tokens",
     "metadata",
     "practices",

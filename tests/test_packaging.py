@@ -26,7 +26,14 @@ from packaging.utils import canonicalize_name
 import fedpeer
 
 ROOT = Path(__file__).resolve().parent.parent
-COORDINATOR_ONLY = {"pandas", "alembic", "psycopg", "jinja2", "grpcio-health-checking"}
+COORDINATOR_ONLY = {
+    "pandas",
+    "alembic",
+    "psycopg",
+    "jinja2",
+    "grpcio-health-checking",
+    "playwright",
+}
 NOISE = {"opendp"}
 AGENT = {
     "grpcio",

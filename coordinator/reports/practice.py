@@ -6,17 +6,20 @@ peers are "Peer A", "Peer B"... unless the comparison says the group agreed to b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
 from markupsafe import Markup
 
+from coordinator.comparison_store import IndicatorTrend
 from coordinator.comparisons import (
     CATALOGUE,
     SKILL_MIX,
     Comparison,
     PracticeValue,
 )
+from coordinator.reports.history import policy_effects, quality_notes, trend_rows
 from coordinator.reports.sections import (
     Cell,
     common_context,
@@ -29,6 +32,7 @@ from coordinator.reports.sections import (
     strip,
     unadjusted,
 )
+from coordinator.reports.trend_chart import trend_legend
 from coordinator.reports.wording import (
     counts,
     direction_words,
@@ -115,8 +119,14 @@ def render_practice_report(
     *,
     round_label: str | None = None,
     as_of: str | date | None = None,
+    trends: Mapping[str, IndicatorTrend] | None = None,
 ) -> str:
-    """One practice's report as a self-contained HTML page."""
+    """One practice's report as a self-contained HTML page.
+
+    ``trends`` (from ``coordinator.comparison_store.trends``) adds each indicator's line
+    across rounds over the decile bands; without it the report covers this round only.
+    """
+    trends = trends or {}
     if practice_id not in comparison.practices:
         raise KeyError(f"no practice {practice_id!r} in this comparison")
     practice = comparison.practices[practice_id]
@@ -151,6 +161,10 @@ def render_practice_report(
         and any(v is None for v in mix.practices.get(practice_id, {}).values()),
         profile=profile_rows(comparison, practice_id),
         pyramid=pyramid(comparison, practice_id),
+        trends=trend_rows(comparison, practice_id, trends),
+        trend_legend=trend_legend(practice=True, peers=comparison.peers(practice_id) is not None),
+        policy_effects=policy_effects(comparison, practice_id),
+        quality=quality_notes(comparison, practice_id, trends),
     )
 
 

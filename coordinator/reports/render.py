@@ -1,19 +1,39 @@
-"""Writing reports to files: one HTML file per practice, and the summary."""
+"""Writing reports to files: per practice, per locality (slides), for commissioners; PDFs.
+
+``write_round_reports`` writes a closed round's whole set into a folder:
+``practices/practice-<id>.html``, ``localities/locality-<name>.html`` (slides),
+``commissioners.html``, and a PDF beside each when Chromium is there to print it.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from coordinator.comparison_store import IndicatorTrend
 from coordinator.comparisons import Comparison
+from coordinator.reports.commissioners import render_commissioner_summary
+from coordinator.reports.pdf import ChromiumMissing, printer
 from coordinator.reports.practice import render_practice_report
 from coordinator.reports.summary import render_summary_report
+from coordinator.reports.workshop import render_locality_slides
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "unnamed"
 
 
 def report_filename(practice_id: str) -> str:
     """A safe file name for a practice's report."""
-    return f"practice-{re.sub(r'[^A-Za-z0-9_.-]+', '_', practice_id)}.html"
+    return f"practice-{_safe(practice_id)}.html"
+
+
+def slides_filename(locality: str) -> str:
+    """A safe file name for a locality's slide pack."""
+    return f"locality-{_safe(locality)}.html"
 
 
 def write_practice_reports(
@@ -22,6 +42,7 @@ def write_practice_reports(
     *,
     round_label: str | None = None,
     as_of: str | date | None = None,
+    trends: Mapping[str, IndicatorTrend] | None = None,
 ) -> list[Path]:
     """Write one report per practice into ``out_dir``; returns the paths written."""
     out_dir = Path(out_dir)
@@ -29,16 +50,72 @@ def write_practice_reports(
     paths = []
     for practice_id in comparison.practices:
         path = out_dir / report_filename(practice_id)
-        html = render_practice_report(comparison, practice_id, round_label=round_label, as_of=as_of)
+        html = render_practice_report(
+            comparison, practice_id, round_label=round_label, as_of=as_of, trends=trends
+        )
         path.write_text(html, encoding="utf-8")
         paths.append(path)
     return paths
 
 
 def write_summary_report(comparison: Comparison, out_dir: Path, *, named: bool = False) -> Path:
-    """Write the commissioners' summary (practices anonymised unless ``named``)."""
+    """Write the network summary (practices anonymised unless ``named``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "summary.html"
     path.write_text(render_summary_report(comparison, named=named), encoding="utf-8")
     return path
+
+
+@dataclass
+class ReportSet:
+    """What ``write_round_reports`` wrote, and why no PDFs when there are none."""
+
+    practices: list[Path] = field(default_factory=list)
+    localities: list[Path] = field(default_factory=list)
+    commissioners: Path | None = None
+    pdfs: list[Path] = field(default_factory=list)
+    pdf_problem: str = ""
+
+    @property
+    def html(self) -> list[Path]:
+        """Every HTML file written."""
+        extra = [self.commissioners] if self.commissioners else []
+        return [*self.practices, *self.localities, *extra]
+
+
+def write_round_reports(
+    comparison: Comparison,
+    out_dir: Path,
+    *,
+    trends: Mapping[str, IndicatorTrend] | None = None,
+    named_localities: Collection[str] = (),
+    pdf: bool = True,
+    chromium: Path | None = None,
+) -> ReportSet:
+    """Write every report of a round (HTML, then PDF unless ``pdf`` is False)."""
+    out_dir = Path(out_dir)
+    written = ReportSet()
+    written.practices = write_practice_reports(comparison, out_dir / "practices", trends=trends)
+    slides_dir = out_dir / "localities"
+    slides_dir.mkdir(parents=True, exist_ok=True)
+    for locality in sorted({p.locality for p in comparison.practices.values()}):
+        path = slides_dir / slides_filename(locality)
+        html = render_locality_slides(
+            comparison, locality, named=locality in named_localities, trends=trends
+        )
+        path.write_text(html, encoding="utf-8")
+        written.localities.append(path)
+    written.commissioners = out_dir / "commissioners.html"
+    written.commissioners.write_text(
+        render_commissioner_summary(comparison, trends=trends), encoding="utf-8"
+    )
+    if pdf:
+        try:
+            with printer(chromium) as chrome:
+                for html in written.html:
+                    slides = html.parent == slides_dir
+                    written.pdfs.append(chrome.pdf(html, html.with_suffix(".pdf"), slides=slides))
+        except ChromiumMissing as exc:
+            written.pdf_problem = str(exc)
+    return written

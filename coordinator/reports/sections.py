@@ -21,6 +21,7 @@ from coordinator.comparisons import (
 from coordinator.localities import GroupValue
 from coordinator.peers import FEATURE_LABELS, FEATURES
 from coordinator.reports import charts
+from coordinator.reports.history import policy_sentences
 from coordinator.reports.pyramid import age_sex_shares, population_pyramid
 from coordinator.reports.wording import (
     denominator_words,
@@ -83,6 +84,7 @@ def common_context(
         "rounding_base": comparison.policy.rounding_base,
         "min_mean_count": comparison.policy.min_mean_count,
         "notes": comparison.notes,
+        "policy_sentences": policy_sentences(comparison.policy),
         "funnel_legend": charts.funnel_legend,
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 from markupsafe import Markup
 
@@ -57,14 +58,6 @@ def render_summary_report(
         for ic in comparison.indicators.values()
         if (svg := funnel_chart(ic, None)) is not None
     ]
-    localities = sorted({info.locality for info in comparison.practices.values()})
-    locality_rows = [
-        {
-            "title": ic.spec.title,
-            "cells": {g.name: (group_cell(ic, g), g.rank) for g in ic.localities},
-        }
-        for ic in comparison.indicators.values()
-    ]
     practice_rows = []
     if named:
         for pid, info in sorted(comparison.practices.items(), key=lambda kv: kv[1].name):
@@ -82,9 +75,7 @@ def render_summary_report(
         **common_context(comparison, round_label, as_of),
         rows=rows,
         funnels=funnels,
-        localities=localities,
-        locality_rows=locality_rows,
-        locality_sizes=_locality_sizes(comparison),
+        **locality_table(comparison),
         skill_mix=skill_mix_chart(comparison, None),
         profile=profile_rows(comparison, None),
         pyramid=pyramid(comparison, None),
@@ -94,7 +85,23 @@ def render_summary_report(
     )
 
 
-def _locality_sizes(comparison: Comparison) -> Mapping[str, int]:
+def locality_table(comparison: Comparison) -> dict[str, Any]:
+    """What ``localities_table.html`` shows: every locality's pooled value per indicator."""
+    return {
+        "localities": sorted({info.locality for info in comparison.practices.values()}),
+        "locality_rows": [
+            {
+                "title": ic.spec.title,
+                "cells": {g.name: (group_cell(ic, g), g.rank) for g in ic.localities},
+            }
+            for ic in comparison.indicators.values()
+        ],
+        "locality_sizes": locality_sizes(comparison),
+    }
+
+
+def locality_sizes(comparison: Comparison) -> Mapping[str, int]:
+    """How many practices each locality has in the round."""
     sizes: dict[str, int] = {}
     for info in comparison.practices.values():
         sizes[info.locality] = sizes.get(info.locality, 0) + 1
