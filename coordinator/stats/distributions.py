@@ -73,9 +73,10 @@ def binomial_cdf(n: int, p: float) -> CountCdf:
     first = max(0, math.floor(n * p - TAIL_SDS * sd - 10))
     last = min(n, math.ceil(n * p + TAIL_SDS * sd + 10))
     r = np.arange(first + 1, last + 1, dtype=float)
-    # log P(r) - log P(first): the ratio C(n, r) / C(n, r - 1) = (n - r + 1) / r, and
-    # one factor p / (1 - p) per step.
-    steps = np.log(n - r + 1) - np.log(r) + (math.log(p) - math.log1p(-p))
+    # P(r) / P(r - 1) = (n - r + 1) p / (r (1 - p)), written as log1p of its distance
+    # from 1: near the mode the steps are tiny, and no rounding of log(p) builds up over
+    # thousands of steps into a tilt of the whole distribution.
+    steps = np.log1p(((n + 1) * p - r) / (r * (1 - p)))
     return _normalised(first, np.concatenate(([0.0], np.cumsum(steps))))
 
 
@@ -87,7 +88,7 @@ def poisson_cdf(mean: float) -> CountCdf:
     first = max(0, math.floor(mean - TAIL_SDS * sd - 10))
     last = math.ceil(mean + TAIL_SDS * sd + 10)
     r = np.arange(first + 1, last + 1, dtype=float)
-    steps = math.log(mean) - np.log(r)  # P(r) / P(r - 1) = mean / r
+    steps = -np.log1p((r - mean) / mean)  # P(r) / P(r - 1) = mean / r, as for the binomial
     return _normalised(first, np.concatenate(([0.0], np.cumsum(steps))))
 
 
