@@ -148,7 +148,8 @@ def funnel_rows(
         for name in FUNNEL_OUTPUT:
             column = getattr(table, name)
             value = column[i] if isinstance(column, np.ndarray) else column
-            cells.append(str(int(value)) if name == "decile" and value == value else _text(value))
+            whole = name == "decile" and not math.isnan(value)
+            cells.append(str(int(value)) if whole else _text(value))
         yield counts + cells
 
 

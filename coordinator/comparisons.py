@@ -124,6 +124,18 @@ class PracticeValue:
     decile: int | None = None  # 1..10 (S14)
     tail: float | None = None  # exact one-sided tail probability under the target (S15)
 
+    @property
+    def chance(self) -> float | None:
+        """The probability a sentence may claim for a result this far from the target.
+
+        The larger of the exact one-sided tail under the target (``tail``) and the
+        one-sided p of S12 (``p / 2``, which allows for the spread between practices when
+        the limits do): a claim neither model contradicts.
+        """
+        if self.tail is None:
+            return None
+        return self.tail if self.p is None else max(self.tail, self.p / 2)
+
     def contribution(self) -> Contribution | None:
         """What this practice adds to a pooled group value, if anything."""
         if self.value is None or self.numerator is None or not self.denominator:

@@ -46,10 +46,10 @@ def verdict(spec: IndicatorSpec, value: PracticeValue, *, overdispersed: bool = 
 
     ``overdispersed``: practices differ more than chance explains and the limits were
     not widened for it, so an outlying status is a weaker signal; the sentence says so.
-    A probability in the sentence is the exact binomial or Poisson tail under the
-    all-practice value (``value.tail``), never the limit's nominal level: at a small
-    denominator the two differ (25 of 25 against 90% is above the 99.8% limit, yet
-    chance gives it 7 times in 100).
+    A probability in the sentence is ``value.chance`` (the exact binomial or Poisson
+    tail under the all-practice value, or the overdispersion-adjusted p if larger),
+    never the limit's nominal level: at a small denominator the two differ (25 of 25
+    against 90% is above the exact 99.8% limit, yet chance gives it 7 times in 100).
     """
     if value.value is None:
         return Verdict("No value", "none", value.note or "No value for this indicator.")
@@ -75,11 +75,11 @@ def verdict(spec: IndicatorSpec, value: PracticeValue, *, overdispersed: bool = 
     limit = "99.8%" if much else "95%"
     side = "above" if higher else "below"
     chance = f"{side.capitalize()} the {limit} limit."
-    if value.tail is not None:
+    if value.chance is not None:
         extreme = "high" if higher else "low"
         chance += (
-            f" At the all-practice value, chance alone gives a result this {extreme} "
-            f"{chance_words(value.tail)}."
+            f" At the all-practice value, chance gives a result this {extreme} "
+            f"{chance_words(value.chance)}."
         )
     if overdispersed:
         chance += " Many practices are outside these limits, so read this as a guide."
