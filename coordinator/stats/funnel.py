@@ -237,7 +237,7 @@ def funnel_table(
         **columns,
         **flags,
     )
-    if len(rows) < group_minimum:  # S3: no group statistic of too few practices
+    if len(rows) < max(group_minimum, 1):  # S3: no group statistic of too few practices
         return FunnelTable(**table)  # type: ignore[arg-type]
     theta0 = float(num[rows].sum() / den[rows].sum())
     n = den[rows]
