@@ -23,6 +23,7 @@ from coordinator.admin_client import AdminClient, recorded_address, rows_frame
 from coordinator.backup import backup, restore
 from coordinator.ca import CoordinatorHome, init_home
 from coordinator.cli_report import report_command
+from coordinator.cli_stats import stats_app
 from coordinator.comparisons import build_comparison
 from coordinator.config import KEYS as CONFIG_KEYS
 from coordinator.config import load_config
@@ -66,6 +67,7 @@ app.add_typer(round_app, name="round")
 app.add_typer(study_app, name="study")
 app.add_typer(analyst_app, name="analyst")
 app.command("report")(report_command)
+app.add_typer(stats_app, name="stats")
 console = make_console()
 
 T = TypeVar("T")

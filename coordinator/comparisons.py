@@ -14,16 +14,20 @@ Definitions used throughout:
   interpolation between order statistics, i.e. Hyndman-Fan type 7).
 - A practice's **percentile** is its mid-rank percentile among practices with a value:
   ``100 * (below + equal / 2) / n``, counting itself among the equal, so the middle
-  practice is at 50 whichever way ties fall.
+  practice is at 50 whichever way ties fall; its **decile** follows from it (S14).
+- Funnel limits, z, p, flags and each practice's 95% interval are
+  ``coordinator.stats.funnel.funnel_table`` (STATS.md), with overdispersion allowed for
+  unless the round turns it off; q-values are Benjamini-Hochberg over every practice x
+  indicator p-value of the round (S15).
 
-Indirect standardisation by age and sex (expected counts from the all-practice
-age-sex-specific rates) is a later step: it needs rounds that ask for stratified results.
+Indirect standardisation by age and sex (``coordinator.stats.intervals``) waits for rounds
+that ask for stratified results.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -38,10 +42,13 @@ from coordinator.catalogue import (
     IndicatorSpec,
     spec_for,
 )
-from coordinator.funnel import Distribution, FunnelModel, FunnelStatus, estimate_overdispersion
+from coordinator.funnel import Distribution, FunnelModel, FunnelStatus, status_of
 from coordinator.localities import Contribution, GroupValue, group_value, locality_values
 from coordinator.peers import DEFAULT_PEER_COUNT, PeerGroup, PracticeProfile, most_alike
 from coordinator.peers import practice_profiles as _practice_profiles
+from coordinator.stats import Flag
+from coordinator.stats.funnel import FunnelTable, funnel_table, valid_rows
+from coordinator.stats.ranks import benjamini_hochberg, deciles, mid_rank_percentiles
 from fedpeer.measures import Kind
 from fedpeer.policy import DEFAULT_GROUP_MINIMUM, DisclosurePolicy
 from fedpeer.release import PROFILE_PREFIX, TOTAL_CATEGORY
@@ -79,6 +86,7 @@ FRAME_COLUMNS = (
 NO_LOCALITY = "No locality"
 SUPPRESSED_COUNT = "Suppressed by disclosure control: a count was too small to release."
 SUPPRESSED_MEAN = "Suppressed by disclosure control: too few to release a mean."
+INCONSISTENT = "Not compared: the released counts are inconsistent (numerator above denominator)."
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,8 @@ class PracticeValue:
     """One practice's released counts and value for one indicator, and where it stands.
 
     For a mean, ``numerator`` is count times mean and ``denominator`` the count, so that
-    every kind pools the same way.
+    every kind pools the same way. Values and intervals are on the indicator's scale (a
+    rate per ``spec.per``); ``percentile`` is unrounded (S14).
     """
 
     practice_id: str
@@ -105,6 +114,27 @@ class PracticeValue:
     percentile: float | None = None
     status: FunnelStatus = FunnelStatus.NO_VALUE
     note: str = ""  # why there is no value, in plain words
+    ci_low: float | None = None  # the practice's own 95% interval (S16)
+    ci_high: float | None = None
+    z: float | None = None  # S12: adjusted for overdispersion when the round allows for it
+    p: float | None = None  # two-sided, from z
+    q: float | None = None  # Benjamini-Hochberg over the round's p-values (S15)
+    flag95: Flag | None = None  # against the published limits (S13)
+    flag998: Flag | None = None
+    decile: int | None = None  # 1..10 (S14)
+    tail: float | None = None  # exact one-sided tail probability under the target (S15)
+
+    @property
+    def chance(self) -> float | None:
+        """The probability a sentence may claim for a result this far from the target.
+
+        The larger of the exact one-sided tail under the target (``tail``) and the
+        one-sided p of S12 (``p / 2``, which allows for the spread between practices when
+        the limits do): a claim neither model contradicts.
+        """
+        if self.tail is None:
+            return None
+        return self.tail if self.p is None else max(self.tail, self.p / 2)
 
     def contribution(self) -> Contribution | None:
         """What this practice adds to a pooled group value, if anything."""
@@ -125,8 +155,9 @@ class IndicatorComparison:
     practices: Mapping[str, PracticeValue]
     localities: tuple[GroupValue, ...] = ()
     funnel: FunnelModel | None = None
-    phi: float = 1.0  # estimated overdispersion (applied only when ``funnel.phi`` is not 1)
-    overdispersed: bool = False  # phi is significantly above 1: more spread than chance
+    phi: float = 1.0  # estimated overdispersion ratio (S9)
+    overdispersed: bool = False  # tau2 > 0: more spread than chance (allowed for if adjusted)
+    tau2: float = 0.0  # between-practice variance on the transformed scale (S10)
 
     @property
     def values(self) -> list[float]:
@@ -166,6 +197,7 @@ class Comparison:
     as_of: str | date = ""
     notes: tuple[str, ...] = field(default=())
     policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)  # the round's
+    overdispersion: bool = True  # the limits allow for overdispersion where there is any
 
     def peers(self, practice_id: str) -> PeerGroup | None:
         """The practice's most alike peers, if it has a complete profile."""
@@ -199,14 +231,8 @@ class Comparison:
 
 def percentile_ranks(values: Mapping[str, float]) -> dict[str, float]:
     """Mid-rank percentiles: 100 * (number below + half the number equal) / n."""
-    ordered = np.array(sorted(values.values()), dtype=float)
-    n = len(ordered)
-    ranks = {}
-    for pid, v in values.items():
-        below = np.searchsorted(ordered, v, side="left")
-        equal = np.searchsorted(ordered, v, side="right") - below
-        ranks[pid] = float(100 * (below + equal / 2) / n)
-    return ranks
+    ranks = mid_rank_percentiles(np.array(list(values.values()), dtype=float))
+    return {pid: float(r) for pid, r in zip(values, ranks, strict=True)}
 
 
 def _number(x: object) -> float | None:
@@ -230,7 +256,13 @@ def _practice_value(
         return PracticeValue(
             practice_id, numerator, denominator, None, note="No eligible patients."
         )
+    if not valid_rows(_distribution(spec), np.array([numerator]), np.array([denominator]))[0]:
+        return PracticeValue(practice_id, numerator, denominator, None, note=INCONSISTENT)
     return PracticeValue(practice_id, numerator, denominator, spec.scale * numerator / denominator)
+
+
+def _distribution(spec: IndicatorSpec) -> Distribution:
+    return Distribution.BINOMIAL if spec.kind is Kind.PROPORTION else Distribution.POISSON
 
 
 def compare_indicator(
@@ -239,7 +271,7 @@ def compare_indicator(
     practices: Mapping[str, PracticeInfo],
     *,
     group_minimum: int = DEFAULT_GROUP_MINIMUM,
-    overdispersion: bool = False,
+    overdispersion: bool = True,
 ) -> IndicatorComparison:
     """One indicator's comparison across practices: pooled value, spread, ranks, funnel."""
     by_practice = {str(r["practice_id"]): r for r in rows.to_dict("records")}
@@ -256,44 +288,105 @@ def compare_indicator(
         higher_is_better=spec.direction.higher_is_better,
     )
     if not overall.published or overall.value is None:
-        # Ranks and spreads of fewer practices than a group needs would name them.
+        # S3: ranks and spreads of fewer practices than a group needs would name them.
         return IndicatorComparison(spec, overall, None, None, None, values, localities)
     known = {pid: v.value for pid, v in values.items() if v.value is not None}
     q1, median, q3 = (float(q) for q in np.percentile(list(known.values()), [25, 50, 75]))
-    ranks = percentile_ranks(known)
-    funnel, phi, overdispersed = _funnel(spec, overall.value, values, overdispersion)
-    placed = {}
-    for pid, v in values.items():
-        status = FunnelStatus.NO_VALUE
-        if funnel is not None and v.value is not None and v.denominator:
-            status = funnel.limits(v.denominator).status(v.value)
-        placed[pid] = PracticeValue(
-            pid, v.numerator, v.denominator, v.value, ranks.get(pid), status, v.note
-        )
+    if not spec.has_funnel:
+        percentiles = percentile_ranks(known)
+        placed = {
+            pid: replace(
+                v,
+                percentile=percentiles.get(pid),
+                decile=None if pid not in percentiles else int(deciles(percentiles[pid])),
+            )
+            for pid, v in values.items()
+        }
+        return IndicatorComparison(spec, overall, median, q1, q3, placed, localities)
+    ids = list(values)
+    table = funnel_table(
+        _distribution(spec),
+        np.array(
+            [
+                _or_nan(values[pid].numerator if values[pid].value is not None else None)
+                for pid in ids
+            ]
+        ),
+        np.array([_or_nan(values[pid].denominator) for pid in ids]),
+        overdispersion=overdispersion,
+        group_minimum=group_minimum,
+    )
+    placed = {pid: _placed(values[pid], table, i, spec.scale) for i, pid in enumerate(ids)}
+    funnel = FunnelModel(
+        table.distribution,
+        overall.value,
+        per=spec.scale,
+        phi=table.phi,
+        tau2=table.tau2 if table.adjusted else 0.0,
+    )
     return IndicatorComparison(
-        spec, overall, median, q1, q3, placed, localities, funnel, phi, overdispersed
+        spec,
+        overall,
+        median,
+        q1,
+        q3,
+        placed,
+        localities,
+        funnel,
+        table.phi,
+        table.tau2 > 0,
+        table.tau2,
     )
 
 
-def _funnel(
-    spec: IndicatorSpec,
-    target: float,
-    values: Mapping[str, PracticeValue],
-    overdispersion: bool,
-) -> tuple[FunnelModel | None, float, bool]:
-    if not spec.has_funnel:
-        return None, 1.0, False
-    distribution = Distribution.BINOMIAL if spec.kind is Kind.PROPORTION else Distribution.POISSON
-    model = FunnelModel(distribution, target, per=spec.scale)
-    z = [
-        model.z_score(v.value, v.denominator)
-        for v in values.values()
-        if v.value is not None and v.denominator
+def _or_nan(x: float | None) -> float:
+    return np.nan if x is None else x
+
+
+def _optional(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
+def _placed(v: PracticeValue, table: FunnelTable, i: int, scale: float) -> PracticeValue:
+    """A practice's value with its row of the funnel table, on the indicator's scale."""
+    if not table.valued[i]:
+        return v
+    flag95, flag998 = table.flag95[i], table.flag998[i]
+    decile = _optional(table.decile[i])
+    return replace(
+        v,
+        percentile=_optional(table.percentile[i]),
+        status=status_of(flag95, flag998),
+        ci_low=scale * table.ci_low[i],
+        ci_high=scale * table.ci_high[i],
+        z=_optional(table.z[i]),
+        p=_optional(table.p[i]),
+        flag95=flag95,
+        flag998=flag998,
+        decile=None if decile is None else int(decile),
+        tail=_optional(table.tail[i]),
+    )
+
+
+def with_round_q_values(
+    indicators: Mapping[str, IndicatorComparison],
+) -> dict[str, IndicatorComparison]:
+    """Every practice's q-value: Benjamini-Hochberg over all the round's p-values (S15)."""
+    tested = [
+        (name, pid, v.p)
+        for name, ic in indicators.items()
+        for pid, v in ic.practices.items()
+        if v.p is not None
     ]
-    phi, significant = estimate_overdispersion(z)
-    if overdispersion and significant:
-        model = FunnelModel(distribution, target, per=spec.scale, phi=phi)
-    return model, phi, significant
+    q = benjamini_hochberg(np.array([p for _, _, p in tested], dtype=float))
+    q_of = {(name, pid): float(qv) for (name, pid, _), qv in zip(tested, q, strict=True)}
+    return {
+        name: replace(
+            ic,
+            practices={pid: replace(v, q=q_of.get((name, pid))) for pid, v in ic.practices.items()},
+        )
+        for name, ic in indicators.items()
+    }
 
 
 def compare_skill_mix(
@@ -360,14 +453,15 @@ def build_comparison(
     group_minimum: int | None = None,
     peers_named: bool = False,
     peer_count: int = DEFAULT_PEER_COUNT,
-    overdispersion: bool = False,
+    overdispersion: bool = True,
     round_label: str = "",
     as_of: str | date = "",
 ) -> Comparison:
     """Compare every practice in a round's released results with all the others.
 
     ``policy`` is the round's disclosure policy (its group minimum applies to every
-    comparison group); ``group_minimum`` may only raise it.
+    comparison group); ``group_minimum`` may only raise it. ``overdispersion=False``
+    publishes the exact limits with unadjusted z and p (STATS.md, offline interface).
     """
     policy = policy or DisclosurePolicy()
     group_minimum = max(policy.group_minimum, group_minimum or 0)
@@ -401,6 +495,7 @@ def build_comparison(
             group_minimum=group_minimum,
             overdispersion=overdispersion,
         )
+    indicators = with_round_q_values(indicators)
     profiles = _practice_profiles(frame)
     # Fewer practices than a peer set needs would let anyone work out who is in it.
     usable = sum(p.complete for p in profiles.values())
@@ -422,4 +517,5 @@ def build_comparison(
         as_of,
         tuple(notes),
         policy,
+        overdispersion,
     )

@@ -1,32 +1,27 @@
-"""Funnel plot control limits (Spiegelhalter, Statistics in Medicine 2005; 24:1185-1202).
+"""Funnel plot limits of a round's indicator (Spiegelhalter, Stat Med 2005; 24:1185-1202).
 
 A practice's value is compared with the all-practice (pooled) value, allowing for the
-chance variation expected at its size. Limits are *exact*: the quantile of the binomial
-(proportions) or Poisson (rates) distribution around the pooled value, interpolated
-between integers as in the paper's appendix. We prefer that to the normal approximation
-because many practice denominators here are small (a few dozen diabetics or asthmatics),
-where the normal limits are visibly asymmetric-wrong and can fall below 0 or above 1.
+chance variation expected at its size. The arithmetic is ``coordinator.stats.funnel``
+(STATS.md S5-S13); this module gives it the shapes the comparison and the charts use: a
+``FunnelModel`` that draws limits at any denominator, on the value's scale (a rate per
+``per``), and a ``FunnelStatus`` that reads both flags at once.
 
-Overdispersion: practices differ for reasons beyond chance (case mix, coding), so with
-many practices most fall outside the exact limits. ``estimate_overdispersion`` gives the
-multiplicative factor phi from winsorised z-scores (paper, section 3.2); when it is
-applied the limits widen to ``target ± z * sqrt(phi * variance)``.
+Limits are *exact* (binomial or Poisson quantiles, interpolated) unless the model carries
+a between-practice variance ``tau2 > 0``: then they are the overdispersion-adjusted
+limits of S11, which is what the round publishes by default.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from statistics import NormalDist
 
-import numpy as np
+from coordinator.stats import Distribution, Flag
+from coordinator.stats.funnel import Limits, adjusted_limits, exact_limits, flag
 
-# Two-sided coverage of the inner ("warning") and outer ("alarm") limits.
-COVERAGE_95 = 0.95
-COVERAGE_998 = 0.998
-WINSORISE_FRACTION = 0.10  # paper: shrink the top and bottom 10% of z-scores
+__all__ = ["Distribution", "FunnelLimits", "FunnelModel", "FunnelStatus", "status_of"]
 
 
 class FunnelStatus(StrEnum):
@@ -40,11 +35,19 @@ class FunnelStatus(StrEnum):
     NO_VALUE = "no_value"  # suppressed or missing: nothing to compare
 
 
-class Distribution(StrEnum):
-    """The chance model behind the limits."""
-
-    BINOMIAL = "binomial"  # proportions: numerator of denominator
-    POISSON = "poisson"  # rates: events among a population, per ``per``
+def status_of(flag95: Flag | None, flag998: Flag | None) -> FunnelStatus:
+    """Both flags as one status, the 99.8% flag decided first (S13)."""
+    if flag95 is None or flag998 is None:
+        return FunnelStatus.NO_VALUE
+    if flag998 is Flag.HIGHER:
+        return FunnelStatus.ABOVE_998
+    if flag998 is Flag.LOWER:
+        return FunnelStatus.BELOW_998
+    if flag95 is Flag.HIGHER:
+        return FunnelStatus.ABOVE_95
+    if flag95 is Flag.LOWER:
+        return FunnelStatus.BELOW_95
+    return FunnelStatus.WITHIN
 
 
 @dataclass(frozen=True)
@@ -62,155 +65,47 @@ class FunnelLimits:
         """Classify a value against these limits (points on a limit count as within)."""
         if value is None or math.isnan(value):
             return FunnelStatus.NO_VALUE
-        if value > self.upper_998:
-            return FunnelStatus.ABOVE_998
-        if value < self.lower_998:
-            return FunnelStatus.BELOW_998
-        if value > self.upper_95:
-            return FunnelStatus.ABOVE_95
-        if value < self.lower_95:
-            return FunnelStatus.BELOW_95
-        return FunnelStatus.WITHIN
+        return status_of(
+            flag(value, self.lower_95, self.upper_95),
+            flag(value, self.lower_998, self.upper_998),
+        )
 
 
 @dataclass(frozen=True)
 class FunnelModel:
-    """The pooled target, the distribution and the overdispersion factor of one funnel."""
+    """One funnel: pooled target, chance model, and the overdispersion it allows for."""
 
     distribution: Distribution
     target: float  # on the value's scale: a proportion, or a rate per ``per``
     per: float = 1.0
-    phi: float = 1.0  # multiplicative overdispersion; 1.0 means none applied
+    phi: float = 1.0  # the estimated overdispersion ratio (S9); informative only
+    tau2: float = 0.0  # between-practice variance the limits allow for (S10); 0 = exact
 
     def __post_init__(self) -> None:
         if self.distribution is Distribution.BINOMIAL and not 0.0 <= self.target <= 1.0:
             raise ValueError(f"a proportion's target must be in [0, 1], not {self.target}")
-        if self.target < 0 or self.per <= 0 or self.phi <= 0:
-            raise ValueError("target, per and phi must be positive")
+        if self.target < 0 or self.per <= 0 or self.phi < 0 or self.tau2 < 0:
+            raise ValueError("target, per, phi and tau2 must not be negative")
+
+    @property
+    def adjusted(self) -> bool:
+        """True when the limits are widened for overdispersion (S11), not exact."""
+        return self.tau2 > 0
 
     def limits(self, denominator: float) -> FunnelLimits:
-        """The 95% and 99.8% limits at one denominator."""
-        quantile = self._quantile_fn(denominator)
-        lo95, hi95 = quantile((1 - COVERAGE_95) / 2), quantile((1 + COVERAGE_95) / 2)
-        lo998, hi998 = quantile((1 - COVERAGE_998) / 2), quantile((1 + COVERAGE_998) / 2)
-        return FunnelLimits(denominator, self.target, lo95, hi95, lo998, hi998)
+        """The published 95% and 99.8% limits at one denominator (S13)."""
+        if denominator <= 0:
+            raise ValueError(f"a denominator must be positive, not {denominator}")
+        theta0 = self.target / self.per  # per patient, as every computation is (S1)
+        if self.adjusted:
+            lim: Limits = adjusted_limits(self.distribution, denominator, theta0, self.tau2)
+        else:
+            lim = exact_limits(self.distribution, denominator, theta0)
+        k = self.per
+        return FunnelLimits(
+            denominator, self.target, k * lim.low95, k * lim.high95, k * lim.low998, k * lim.high998
+        )
 
     def curve(self, denominators: Sequence[float]) -> list[FunnelLimits]:
         """Limits at each denominator, for drawing the funnel."""
         return [self.limits(n) for n in denominators]
-
-    def z_score(self, value: float, denominator: float) -> float:
-        """The (unadjusted) z-score of a value at a denominator, for overdispersion."""
-        sd = math.sqrt(self._variance(denominator))
-        return 0.0 if sd == 0 else (value - self.target) / sd
-
-    def _variance(self, denominator: float) -> float:
-        if self.distribution is Distribution.BINOMIAL:
-            return self.target * (1 - self.target) / denominator
-        return self.target * self.per / denominator
-
-    def _quantile_fn(self, denominator: float) -> Callable[[float], float]:
-        if denominator <= 0:
-            raise ValueError(f"a denominator must be positive, not {denominator}")
-        if self.target == 0 or (self.distribution is Distribution.BINOMIAL and self.target == 1):
-            return lambda p: self.target  # no variation: every practice should be on target
-        if self.phi != 1.0:
-            # Overdispersed limits: the paper's normal approximation with inflated variance.
-            sd = math.sqrt(self.phi * self._variance(denominator))
-            upper = 1.0 if self.distribution is Distribution.BINOMIAL else math.inf
-            return lambda p: min(upper, max(0.0, self.target + NormalDist().inv_cdf(p) * sd))
-        if self.distribution is Distribution.BINOMIAL:
-            n = round(denominator)
-            binomial = binomial_cdf(n, self.target)
-            return lambda p: binomial.quantile(p) / n
-        poisson = poisson_cdf(self.target * denominator / self.per)
-        return lambda p: poisson.quantile(p) * self.per / denominator
-
-
-# Counts further than this many standard deviations from the mean carry less than 1e-20
-# of the probability: leaving them out keeps a national funnel (denominators of 10^5)
-# cheap without moving a limit.
-TAIL_SDS = 10
-
-
-@dataclass(frozen=True)
-class CountCdf:
-    """P(X <= first + i) for i = 0.. of a distribution on counts, over a window."""
-
-    first: int
-    cumulative: np.ndarray
-
-    def at(self, count: int) -> float:
-        """P(X <= count)."""
-        if count < self.first:
-            return 0.0
-        return float(self.cumulative[min(count - self.first, len(self.cumulative) - 1)])
-
-    def quantile(self, p: float) -> float:
-        """The paper's interpolated quantile.
-
-        With r the smallest count where P(X <= r) >= p, the quantile is ``r - alpha``
-        where ``alpha = (P(X <= r) - p) / P(X = r)``, so a limit moves smoothly with the
-        denominator instead of jumping between integers.
-        """
-        i = min(int(np.searchsorted(self.cumulative, p, side="left")), len(self.cumulative) - 1)
-        r = self.first + i
-        below = self.cumulative[i - 1] if i > 0 else 0.0
-        mass = self.cumulative[i] - below
-        if mass <= 0:
-            return float(r)
-        return max(0.0, r - float((self.cumulative[i] - p) / mass))
-
-
-def _window(mean: float, sd: float, top: int | None) -> tuple[int, int]:
-    first = max(0, math.floor(mean - TAIL_SDS * sd - 10))
-    last = math.ceil(mean + TAIL_SDS * sd + 10)
-    return first, last if top is None else min(top, last)
-
-
-def binomial_cdf(n: int, p: float) -> CountCdf:
-    """The CDF of Binomial(n, p), computed in logs so that large n stays finite."""
-    if p <= 0.0 or p >= 1.0:
-        return CountCdf(n, np.ones(1)) if p >= 1.0 else CountCdf(0, np.ones(1))
-    first, last = _window(n * p, math.sqrt(n * p * (1 - p)), n)
-    r = np.arange(first, last + 1, dtype=float)
-    log_first = math.lgamma(n + 1) - math.lgamma(first + 1) - math.lgamma(n - first + 1)
-    ratios = np.log(n - r[1:] + 1) - np.log(r[1:])  # C(n, r) / C(n, r - 1)
-    log_comb = log_first + np.concatenate(([0.0], np.cumsum(ratios)))
-    log_pmf = log_comb + r * math.log(p) + (n - r) * math.log1p(-p)
-    return CountCdf(first, np.minimum(np.cumsum(np.exp(log_pmf)), 1.0))
-
-
-def poisson_cdf(mean: float) -> CountCdf:
-    """The CDF of Poisson(mean), over the counts that carry its probability."""
-    if mean <= 0:
-        return CountCdf(0, np.ones(1))
-    first, last = _window(mean, math.sqrt(mean), None)
-    o = np.arange(first, last + 1, dtype=float)
-    log_factorial = math.lgamma(first + 1) + np.concatenate(([0.0], np.cumsum(np.log(o[1:]))))
-    log_pmf = o * math.log(mean) - mean - log_factorial
-    return CountCdf(first, np.minimum(np.cumsum(np.exp(log_pmf)), 1.0))
-
-
-def estimate_overdispersion(z_scores: Sequence[float]) -> tuple[float, bool]:
-    """Phi from winsorised z-scores and whether it is significant (chi-squared, 5%).
-
-    Returns ``(phi, significant)``; callers apply phi only when significant, as the
-    paper suggests, so a well-behaved group keeps its exact limits.
-    """
-    z = np.sort(np.asarray([v for v in z_scores if math.isfinite(v)], dtype=float))
-    count = len(z)
-    if count < 3:
-        return 1.0, False
-    cut = math.floor(count * WINSORISE_FRACTION)
-    if cut > 0:
-        z = np.clip(z, z[cut], z[count - 1 - cut])
-    phi = float(np.mean(z**2))
-    return phi, count * phi > _chi2_quantile(0.95, count - 1)
-
-
-def _chi2_quantile(p: float, df: int) -> float:
-    # Wilson-Hilferty: within a fraction of a percent for df >= 3, enough for a test at 5%.
-    z = NormalDist().inv_cdf(p)
-    a = 2 / (9 * df)
-    return df * (1 - a + z * math.sqrt(a)) ** 3

@@ -3,7 +3,8 @@
 From the released profile rows (INDICATORS.md, "Practice profile") each practice gets
 five features: the shares aged under 18, 18-24 and 65 and over, the mean deprivation
 decile and the log of the list size. Features are standardised across practices (so each
-counts equally) and practices are compared by Euclidean distance.
+counts equally) and practices are compared by Euclidean distance (STATS.md S18;
+``nearest_peers`` also serves ``fedpeer-coordinator stats peers``).
 
 Assumptions, stated where they are made:
 - The 15-19 band straddles 18. We assume ages are spread evenly within it, so 3/5 of it
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,41 +153,53 @@ def _profile(practice_id: str, counts: Mapping[str, float | None]) -> PracticePr
     )
 
 
-def standardised_features(profiles: Mapping[str, PracticeProfile]) -> dict[str, np.ndarray]:
-    """Z-scored features of the practices with a complete profile."""
-    complete = {pid: p for pid, p in profiles.items() if p.complete}
-    if not complete:
-        return {}
-    matrix = np.array([p.features() for p in complete.values()], dtype=float)
+def standardise(matrix: np.ndarray) -> np.ndarray:
+    """S18: each column as z-scores with its mean and population SD (ddof 0).
+
+    A feature all practices share tells them apart not at all: it becomes 0.
+    """
+    matrix = np.asarray(matrix, dtype=float)
     centre = matrix.mean(axis=0)
-    spread = matrix.std(axis=0)
-    # A feature all practices share tells them apart not at all: give it no weight.
-    spread[spread == 0] = np.inf
-    scaled = (matrix - centre) / spread
-    return {pid: scaled[i] for i, pid in enumerate(complete)}
+    spread = matrix.std(axis=0, ddof=0)
+    scaled = np.zeros_like(matrix)
+    varies = spread > 0
+    scaled[:, varies] = (matrix[:, varies] - centre[varies]) / spread[varies]
+    return scaled
+
+
+def nearest_peers(ids: Sequence[str], features: np.ndarray, k: int) -> dict[str, PeerGroup]:
+    """S18: each practice's k nearest others by Euclidean distance of standardised features.
+
+    ``features`` has a row per id, every feature known. Peers are ordered by (distance,
+    practice id), so ties go to the smaller id and repeated runs agree; k is capped at
+    the number of other practices.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    if len(ids) == 0:
+        return {}
+    scaled = standardise(features)
+    order = np.argsort(np.asarray(ids, dtype=object), kind="stable")
+    names = [ids[i] for i in order]
+    matrix = scaled[order]
+    count = min(k, len(names) - 1)
+    groups: dict[str, PeerGroup] = {}
+    for i, pid in enumerate(names):
+        distances = np.sqrt(((matrix - matrix[i]) ** 2).sum(axis=1))
+        distances[i] = np.inf
+        # A stable sort on distance over ids in order is the order (distance, id).
+        nearest = np.argsort(distances, kind="stable")[:count]
+        groups[pid] = PeerGroup(
+            pid, tuple(names[j] for j in nearest), tuple(float(distances[j]) for j in nearest)
+        )
+    return groups
 
 
 def most_alike(
     profiles: Mapping[str, PracticeProfile], *, k: int = DEFAULT_PEER_COUNT
 ) -> dict[str, PeerGroup]:
     """The ``k`` most alike peers of every practice with a complete profile."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1, not {k}")
-    scaled = standardised_features(profiles)
-    ids = sorted(scaled)
-    if not ids:
-        return {}
-    matrix = np.array([scaled[pid] for pid in ids])
-    groups: dict[str, PeerGroup] = {}
-    for i, pid in enumerate(ids):
-        distances = np.linalg.norm(matrix - matrix[i], axis=1)
-        distances[i] = np.inf
-        # A stable sort on distance over ids in order: ties go to the smaller id, so
-        # repeated runs give the same peers.
-        nearest = np.argsort(distances, kind="stable")[: min(k, len(ids) - 1)]
-        groups[pid] = PeerGroup(
-            pid,
-            tuple(ids[j] for j in nearest),
-            tuple(round(float(distances[j]), 6) for j in nearest),
-        )
-    return groups
+    complete = {pid: p for pid, p in profiles.items() if p.complete}
+    ids = list(complete)
+    features = np.array([complete[pid].features() for pid in ids], dtype=float)
+    return nearest_peers(ids, features.reshape(len(ids), len(FEATURES)), k)

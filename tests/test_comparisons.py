@@ -99,8 +99,9 @@ def test_missing_practice_row_is_noted() -> None:
 
 
 def test_funnel_flags_by_hand() -> None:
-    dna = build_comparison(hand_frame()).indicators["dna_rate"]
-    # Target 5.3%; C's 10% of 1,000 is far above, F's 2% of 1,000 far below; A within.
+    dna = build_comparison(hand_frame(), overdispersion=False).indicators["dna_rate"]
+    # Exact limits (S6). Target 5.3%; C's 10% of 1,000 is far above, F's 2% of 1,000
+    # far below; A within.
     assert dna.practices["C"].status is FunnelStatus.ABOVE_998
     assert dna.practices["F"].status is FunnelStatus.BELOW_998
     assert dna.practices["A"].status is FunnelStatus.WITHIN
@@ -155,10 +156,13 @@ def test_realistic_round() -> None:
     assert sum(v for v in mix.practices["P001"].values() if v is not None) == pytest.approx(1)
 
 
-def test_overdispersion_widens_limits_and_flags_fewer() -> None:
-    plain = build_comparison(round_frame()).indicators["seen_within_14d"]
-    wide = build_comparison(round_frame(), overdispersion=True).indicators["seen_within_14d"]
-    assert plain.phi > 1 and wide.funnel is not None and wide.funnel.phi == pytest.approx(plain.phi)
+def test_overdispersion_is_on_by_default_widens_limits_and_flags_fewer() -> None:
+    plain = build_comparison(round_frame(), overdispersion=False).indicators["seen_within_14d"]
+    wide = build_comparison(round_frame()).indicators["seen_within_14d"]
+    assert plain.phi > 1 and plain.tau2 > 0 and plain.overdispersed
+    assert plain.funnel is not None and not plain.funnel.adjusted
+    assert wide.funnel is not None and wide.funnel.adjusted
+    assert wide.funnel.tau2 == pytest.approx(plain.tau2)
     assert wide.count_outside() < plain.count_outside()
 
 

@@ -8,15 +8,8 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from coordinator.funnel import (
-    CountCdf,
-    Distribution,
-    FunnelModel,
-    FunnelStatus,
-    binomial_cdf,
-    estimate_overdispersion,
-    poisson_cdf,
-)
+from coordinator.funnel import Distribution, FunnelModel, FunnelStatus
+from coordinator.stats.distributions import CountCdf, binomial_cdf, poisson_cdf
 
 
 def exact_binomial_cdf(n: int, p: float) -> list[float]:
@@ -92,33 +85,28 @@ def test_status_bands() -> None:
     assert limits.status(None) is FunnelStatus.NO_VALUE
 
 
-def test_overdispersion_found_only_when_present() -> None:
-    rng = np.random.default_rng(1)
-    calm = rng.normal(0, 1, 200)
-    phi, significant = estimate_overdispersion(calm)
-    # Winsorising at 10% shrinks phi for pure chance to about 0.68 (E of clipped z^2).
-    assert phi < 1 and not significant
-    phi, significant = estimate_overdispersion(3 * calm)
-    assert phi > 3 and significant
-
-
-def test_overdispersion_winsorises_outliers() -> None:
-    z = [0.1 * i for i in range(-9, 10)] + [100.0]
-    phi, _ = estimate_overdispersion(z)
-    assert phi < 1  # the outlier is pulled in to the 90th percentile
-
-
-def test_overdispersed_limits_are_wider() -> None:
+def test_adjusted_limits_are_wider_and_follow_s11_by_hand() -> None:
     plain = FunnelModel(Distribution.BINOMIAL, 0.6).limits(500)
-    wide = FunnelModel(Distribution.BINOMIAL, 0.6, phi=4.0).limits(500)
-    assert wide.upper_998 - wide.lower_998 == pytest.approx(
-        2 * 2 * NormalDist().inv_cdf(0.999) * math.sqrt(0.24 / 500)
-    )
+    wide = FunnelModel(Distribution.BINOMIAL, 0.6, phi=4.0, tau2=0.01).limits(500)
+    # S11: asin(sqrt(0.6)) +/- z998 sqrt(1 / (4 x 500) + 0.01), then sin^2.
+    half = 3.090232306167813 * math.sqrt(1 / 2000 + 0.01)
+    target = math.asin(math.sqrt(0.6))
+    assert wide.upper_998 == pytest.approx(math.sin(target + half) ** 2, rel=1e-12)
+    assert wide.lower_998 == pytest.approx(math.sin(target - half) ** 2, rel=1e-12)
     assert wide.upper_998 - wide.lower_998 > plain.upper_998 - plain.lower_998
 
 
+def test_adjusted_rate_limits_are_on_the_value_scale() -> None:
+    # 20 per 1,000 is 0.02 per patient (S1); sqrt scale, squared back, times 1,000.
+    wide = FunnelModel(Distribution.POISSON, 20.0, per=1000, tau2=1e-4).limits(500)
+    half = 1.959963984540054 * math.sqrt(1 / 2000 + 1e-4)
+    assert wide.upper_95 == pytest.approx(1000 * (math.sqrt(0.02) + half) ** 2, rel=1e-12)
+    assert wide.lower_95 == pytest.approx(1000 * (math.sqrt(0.02) - half) ** 2, rel=1e-12)
+
+
 def test_quantile_of_a_point_mass() -> None:
-    assert CountCdf(0, np.array([1.0, 1.0])).quantile(0.5) == 0.0
+    # S6: r_p = 0 and alpha = (1 - 0.5) / 1; the limit, not the quantile, is clipped at 0.
+    assert CountCdf(0, np.array([1.0]), np.array([1.0])).quantile(0.5) == -0.5
     limits = FunnelModel(Distribution.BINOMIAL, 1.0).limits(10)
     assert limits.lower_998 == limits.upper_998 == 1.0
     assert limits.status(0.9) is FunnelStatus.BELOW_998
@@ -129,3 +117,5 @@ def test_invalid_models_are_refused() -> None:
         FunnelModel(Distribution.BINOMIAL, 1.5)
     with pytest.raises(ValueError):
         FunnelModel(Distribution.BINOMIAL, 0.5).limits(0)
+    with pytest.raises(ValueError):
+        FunnelModel(Distribution.BINOMIAL, 0.5, tau2=-1.0)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_comparisons_frame import BANDS, round_frame, row
 
 from coordinator.comparisons import FRAME_COLUMNS, build_comparison
-from coordinator.peers import PracticeProfile, most_alike, peer_label, practice_profiles
+from coordinator.peers import (
+    PracticeProfile,
+    most_alike,
+    nearest_peers,
+    peer_label,
+    practice_profiles,
+)
 
 
 def profile_rows(pid: str, bands: dict[str, int], imd: dict[str, int], size: int) -> list[dict]:
@@ -123,3 +130,15 @@ def test_too_few_practices_form_no_peer_groups() -> None:
     c = build_comparison(frame)
     assert c.peer_groups == {}
     assert any("peer groups" in note for note in c.notes)
+
+
+def test_a_feature_every_practice_shares_counts_for_nothing() -> None:
+    # S18: a zero-SD feature becomes 0, so distances are those of the other four features.
+    rng = np.random.default_rng(8)
+    four = rng.normal(size=(9, 4))
+    ids = [f"P{i}" for i in range(9)]
+    with_constant = nearest_peers(ids, np.column_stack([four, np.full(9, 6.0)]), 3)
+    without = nearest_peers(ids, four, 3)
+    assert with_constant == without
+    assert all(len(g.peer_ids) == 3 for g in without.values())
+    assert nearest_peers(ids[:1], four[:1], 7)["P0"].peer_ids == ()  # k = min(k, n - 1)

@@ -112,7 +112,7 @@ def funnel_chart(ic: IndicatorComparison, highlight: str | None) -> Markup | Non
 
 def unadjusted(ic: IndicatorComparison) -> bool:
     """True when practices are overdispersed but the limits were not widened for it."""
-    return ic.overdispersed and ic.funnel is not None and ic.funnel.phi == 1.0
+    return ic.overdispersed and ic.funnel is not None and not ic.funnel.adjusted
 
 
 def strip(ic: IndicatorComparison, highlight: float | None) -> Markup:

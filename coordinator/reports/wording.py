@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from coordinator.comparisons import Direction, IndicatorComparison, IndicatorSpec, PracticeValue
 from coordinator.funnel import FunnelStatus
+from coordinator.stats.ranks import shown_percentile
 from fedpeer.measures import Kind
 
 
@@ -21,6 +23,22 @@ class Verdict:
 _HIGH = {FunnelStatus.ABOVE_95, FunnelStatus.ABOVE_998}
 _LOW = {FunnelStatus.BELOW_95, FunnelStatus.BELOW_998}
 _ALARM = {FunnelStatus.ABOVE_998, FunnelStatus.BELOW_998}
+# "Less than 1 time in N" is claimed only for a tail probability below 1 / N.
+_ODDS = (1_000_000, 100_000, 10_000, 1_000, 100)
+
+
+def chance_words(tail: float) -> str:
+    """How often chance alone gives a result this far out, claiming no more than ``tail``.
+
+    Below 1 in 100 the words are the largest "less than 1 time in N" that is true;
+    otherwise "about K times in 100" with K the tail rounded half up to a whole per cent
+    (never 0, so a rare result never reads as impossible).
+    """
+    for odds in _ODDS:
+        if tail < 1 / odds:
+            return f"less than 1 time in {odds:,}"
+    times = max(1, math.floor(100 * tail + 0.5))
+    return f"about {times} {'time' if times == 1 else 'times'} in 100"
 
 
 def verdict(spec: IndicatorSpec, value: PracticeValue, *, overdispersed: bool = False) -> Verdict:
@@ -28,6 +46,10 @@ def verdict(spec: IndicatorSpec, value: PracticeValue, *, overdispersed: bool = 
 
     ``overdispersed``: practices differ more than chance explains and the limits were
     not widened for it, so an outlying status is a weaker signal; the sentence says so.
+    A probability in the sentence is ``value.chance`` (the exact binomial or Poisson
+    tail under the all-practice value, or the overdispersion-adjusted p if larger),
+    never the limit's nominal level: at a small denominator the two differ (25 of 25
+    against 90% is above the exact 99.8% limit, yet chance gives it 7 times in 100).
     """
     if value.value is None:
         return Verdict("No value", "none", value.note or "No value for this indicator.")
@@ -50,13 +72,15 @@ def verdict(spec: IndicatorSpec, value: PracticeValue, *, overdispersed: bool = 
     higher = status in _HIGH
     label = ("Much " if much else "") + ("higher" if higher else "lower") + " than expected"
     label = label[0].upper() + label[1:]
-    odds = "1,000" if much else "40"  # one side of a two-sided limit
     limit = "99.8%" if much else "95%"
     side = "above" if higher else "below"
-    chance = (
-        f"{side.capitalize()} the {limit} limit: chance alone puts a practice here less "
-        f"than 1 time in {odds}."
-    )
+    chance = f"{side.capitalize()} the {limit} limit."
+    if value.chance is not None:
+        extreme = "high" if higher else "low"
+        chance += (
+            f" At the all-practice value, chance gives a result this {extreme} "
+            f"{chance_words(value.chance)}."
+        )
     if overdispersed:
         chance += " Many practices are outside these limits, so read this as a guide."
     better = spec.direction.higher_is_better
@@ -68,10 +92,10 @@ def verdict(spec: IndicatorSpec, value: PracticeValue, *, overdispersed: bool = 
 
 
 def ordinal(n: float | None) -> str:
-    """72 -> ``72nd``; a percentile as people say it."""
+    """72.4 -> ``72nd``; a percentile as people say it (rounded half up, within 1..99)."""
     if n is None:
         return "—"
-    k = round(n)
+    k = shown_percentile(n)  # S14: half up, within 1..99
     suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
     return f"{k}{suffix}"
 
@@ -117,7 +141,7 @@ def spread_words(comparison: IndicatorComparison) -> str:
     funnel = comparison.funnel
     if funnel is None or not comparison.overdispersed:
         return ""
-    if funnel.phi != 1.0:
+    if funnel.adjusted:
         return f"Limits widened for overdispersion (phi {funnel.phi:.1f})."
     return (
         f"Practices differ more than chance alone explains (overdispersion, phi "
