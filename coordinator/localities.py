@@ -79,7 +79,40 @@ def locality_values(
         group_value(name, by_locality[name], scale=scale, group_minimum=group_minimum)
         for name in sorted(by_locality)
     ]
-    return rank_groups(groups, higher_is_better=higher_is_better)
+    return rank_groups(complementary(groups, group_minimum), higher_is_better=higher_is_better)
+
+
+def complementary_note(group_minimum: int) -> str:
+    """The plain-words reason a group is withheld to protect another one."""
+    return (
+        "Withheld so that a smaller withheld locality cannot be worked out from the "
+        f"all-practice value: together they reach the minimum of {group_minimum}."
+    )
+
+
+def complementary(groups: Sequence[GroupValue], group_minimum: int) -> list[GroupValue]:
+    """Withhold the smallest published groups until the withheld ones reach the minimum.
+
+    The all-practice value is published beside the localities, which partition it: with
+    one small locality withheld, the others' values (and their published counts) give it
+    away by subtraction. So groups are withheld, smallest first, until what is withheld
+    together holds at least ``group_minimum`` practices (or nothing is withheld at all).
+    """
+    result = list(groups)
+    withheld = sum(g.contributing for g in result if not g.published)
+    if withheld == 0:
+        return result
+    published = sorted(
+        (i for i, g in enumerate(result) if g.published),
+        key=lambda i: (result[i].contributing, result[i].name),
+    )
+    for i in published:
+        if withheld >= group_minimum:
+            break
+        g = result[i]
+        result[i] = replace(g, value=None, published=False, note=complementary_note(group_minimum))
+        withheld += g.contributing
+    return result
 
 
 def rank_groups(

@@ -14,7 +14,7 @@ from coordinator.comparisons import (
     percentile_ranks,
 )
 from coordinator.funnel import FunnelStatus
-from coordinator.localities import Contribution, group_value
+from coordinator.localities import Contribution, group_value, locality_values
 
 
 def frame_of(rows: list[dict]) -> pd.DataFrame:
@@ -149,7 +149,8 @@ def test_realistic_round() -> None:
     assert "Suppressed" in c.indicators["asthma_review"].practices["P020"].note
     localities = {g.name: g for g in c.indicators["flu_vacc_65"].localities}
     assert not localities["West"].published  # three practices
-    assert sorted(g.rank for g in localities.values() if g.published) == [1, 2, 3]
+    assert not localities["North"].published  # five, withheld with West: see below
+    assert sorted(g.rank for g in localities.values() if g.published) == [1, 2]
     mix = c.skill_mix
     assert mix is not None
     assert sum(g.value for g in mix.overall.values()) == pytest.approx(1)
@@ -191,3 +192,29 @@ def test_store_dtypes_give_the_same_comparison() -> None:
     for indicator, ic in a.indicators.items():
         assert b.indicators[indicator].practices["P002"] == ic.practices["P002"]
     assert b.practices["P001"].locality == "No locality"
+
+
+def test_a_small_withheld_locality_cannot_be_worked_out_by_subtraction() -> None:
+    # Three localities of 6, 8 and 2 practices: with only the smallest withheld, the
+    # all-practice value and the other two would give it away, so the next smallest goes too.
+    locality_of = {
+        f"{name}{i}": name for name, n in (("N", 6), ("M", 8), ("S", 2)) for i in range(n)
+    }
+    parts = [Contribution(pid, 1, 10) for pid in locality_of]
+    groups = {
+        g.name: g
+        for g in locality_values(
+            parts, locality_of, scale=1, group_minimum=5, higher_is_better=True
+        )
+    }
+    assert not groups["S"].published and "fewer than the minimum" in groups["S"].note
+    assert not groups["N"].published and "cannot be worked out" in groups["N"].note
+    assert groups["M"].published and groups["M"].value == pytest.approx(0.1)
+    # Withheld localities that already reach the minimum together need no company.
+    big = {**locality_of, **{f"T{i}": "T" for i in range(3)}}
+    parts = [Contribution(pid, 1, 10) for pid in big]
+    groups = {
+        g.name: g
+        for g in locality_values(parts, big, scale=1, group_minimum=5, higher_is_better=True)
+    }
+    assert [n for n, g in sorted(groups.items()) if not g.published] == ["S", "T"]

@@ -94,12 +94,12 @@ def _peer_section(comparison: Comparison, practice_id: str) -> dict[str, Any]:
 def _locality_section(comparison: Comparison, practice_id: str) -> dict[str, Any]:
     locality = comparison.practices[practice_id].locality
     rows = []
-    withheld = False
+    withheld: set[str] = set()  # why, in the group's own words
     for ic in comparison.indicators.values():
         own = next((g for g in ic.localities if g.name == locality), None)
         published = [g for g in ic.localities if g.published and g.value is not None]
         if own is None or not own.published:
-            withheld = True
+            withheld.add(own.note if own is not None else "")
             continue
         rows.append(
             {
@@ -110,7 +110,7 @@ def _locality_section(comparison: Comparison, practice_id: str) -> dict[str, Any
                 "best": ic.spec.direction.higher_is_better is not None,
             }
         )
-    return {"name": locality, "rows": rows, "withheld": withheld}
+    return {"name": locality, "rows": rows, "withheld": sorted(n for n in withheld if n)}
 
 
 def render_practice_report(
