@@ -108,11 +108,15 @@ class AdminClient(ServiceClient):
         self,
         as_of: dt.date,
         definitions: Iterable[DefinitionDocument] = (),
+        deadline: dt.datetime | None = None,
+        quorum: int = 0,
     ) -> Round:
-        """Open a round under the network's policy."""
+        """Open a round under the network's policy, with an optional deadline and quorum."""
         request = admin_pb2.StartRoundRequest(
             as_of=as_of.isoformat(),
             definitions=[wire.definition_to_proto(d) for d in definitions],
+            deadline="" if deadline is None else deadline.astimezone(dt.UTC).isoformat(),
+            quorum=quorum,
         )
         response = await self._call("StartRound", request)
         return wire.round_from_proto(response)  # type: ignore[arg-type]
@@ -129,6 +133,42 @@ class AdminClient(ServiceClient):
         """Close a round."""
         response = await self._call("CloseRound", admin_pb2.CloseRoundRequest(round_id=round_id))
         assert isinstance(response, admin_pb2.RoundStatus)
+        return response
+
+    async def rounds(self) -> list[admin_pb2.RoundSummary]:
+        """Every round, newest first."""
+        response = await self._call("ListRounds", admin_pb2.ListRoundsRequest())
+        assert isinstance(response, admin_pb2.ListRoundsResponse)
+        return list(response.rounds)
+
+    async def cancel_round(self, round_id: str) -> admin_pb2.RoundStatus:
+        """Cancel a round not yet published."""
+        return await self._round_call("CancelRound", round_id)
+
+    async def publish_round(self, round_id: str) -> admin_pb2.RoundStatus:
+        """Publish a closed round."""
+        return await self._round_call("PublishRound", round_id)
+
+    async def _round_call(self, method: str, round_id: str) -> admin_pb2.RoundStatus:
+        response = await self._call(method, admin_pb2.RoundRequest(round_id=round_id))
+        assert isinstance(response, admin_pb2.RoundStatus)
+        return response
+
+    async def set_schedule(
+        self, deadline_days: int, quorum: int, enabled: bool = True
+    ) -> admin_pb2.RoundScheduleSetting:
+        """Have the coordinator start a standard round at every month end (or stop it)."""
+        request = admin_pb2.RoundScheduleSetting(
+            enabled=enabled, deadline_days=deadline_days, quorum=quorum
+        )
+        response = await self._call("SetRoundSchedule", request)
+        assert isinstance(response, admin_pb2.RoundScheduleSetting)
+        return response
+
+    async def schedule(self) -> admin_pb2.RoundScheduleSetting:
+        """The month-end schedule."""
+        response = await self._call("GetRoundSchedule", admin_pb2.GetRoundScheduleRequest())
+        assert isinstance(response, admin_pb2.RoundScheduleSetting)
         return response
 
     async def comparisons(self, round_id: str) -> list[admin_pb2.PracticeRow]:

@@ -19,6 +19,7 @@ import pandas as pd
 import typer
 from rich.table import Column, Table
 
+from coordinator import cli_rounds
 from coordinator.admin_client import AdminClient, recorded_address, rows_frame
 from coordinator.backup import backup, restore
 from coordinator.ca import CoordinatorHome, init_home
@@ -40,7 +41,7 @@ from fedpeer.cli_support import (
     run_app,
 )
 from fedpeer.collection import DefinitionDocument
-from fedpeer.definitions import load_definition, load_round_set, serialize
+from fedpeer.definitions import load_definition, serialize
 from fedpeer.identity import cert_to_pem, key_to_pem
 from fedpeer.studies import Study
 from fedpeer.v1 import admin_pb2
@@ -54,7 +55,10 @@ app = typer.Typer(
 )
 add_common_options(app)
 practice_app = typer.Typer(help="Invite and list practices.", no_args_is_help=True)
-round_app = typer.Typer(help="Start, follow and close collection rounds.", no_args_is_help=True)
+round_app = typer.Typer(
+    help="Start, follow, close, publish, cancel and schedule collection rounds.",
+    no_args_is_help=True,
+)
 study_app = typer.Typer(
     help="Studies: an analyst's questions, answered only as sums over practices.",
     no_args_is_help=True,
@@ -293,59 +297,6 @@ def practice_revoke(
     console.print(f"Revoked {practice.practice_id}; a new token re-enrols it with a new key.")
 
 
-def standard_definitions() -> list[DefinitionDocument]:
-    """The standard round's definitions (twelve indicators and the profile) as documents."""
-    return [DefinitionDocument.of(d.id, serialize(d)) for d in load_round_set()]
-
-
-@round_app.command("start")
-def round_start(
-    as_of: date = as_of_option(
-        help="Reference date: a month end no later than the last complete month, YYYY-MM-DD."
-    ),
-    home: Path = HOME,
-    coordinator: str | None = COORDINATOR,
-) -> None:
-    """Open a round of the standard indicators and announce it to connected agents."""
-    definitions = standard_definitions()
-    round_ = _admin_call(home, coordinator, lambda c: c.start_round(as_of, definitions))
-    console.print(
-        f"Started round {round_.round_id} (as of {round_.as_of}, "
-        f"{len(round_.definitions)} definitions)"
-    )
-
-
-def _print_status(status: admin_pb2.RoundStatus) -> None:
-    console.print(f"Round {status.round_id}, as of {status.as_of}: {status.state}")
-    table = Table(Column("practice", overflow="fold"), "state", "at", "detail")
-    for p in status.practices:
-        detail = p.detail[:16] if p.state == "submitted" else p.detail
-        table.add_row(p.practice_id, p.state, p.at, detail)
-    console.print(table)
-    done = sum(p.state != "pending" for p in status.practices)
-    console.print(f"{done} of {len(status.practices)} practices have answered")
-
-
-@round_app.command("status")
-def round_status(
-    round_id: str = typer.Argument(..., help="Round id."),
-    home: Path = HOME,
-    coordinator: str | None = COORDINATOR,
-) -> None:
-    """Show who has submitted, refused, or not answered yet."""
-    _print_status(_admin_call(home, coordinator, lambda c: c.status(round_id)))
-
-
-@round_app.command("close")
-def round_close(
-    round_id: str = typer.Argument(..., help="Round id."),
-    home: Path = HOME,
-    coordinator: str | None = COORDINATOR,
-) -> None:
-    """Close a round to further submissions."""
-    _print_status(_admin_call(home, coordinator, lambda c: c.close_round(round_id)))
-
-
 def _frame_table(frame: pd.DataFrame) -> Table:
     """A data frame as a table, empty cells blank, no value cut."""
     table = Table(*(Column(str(name), overflow="fold") for name in frame.columns))
@@ -528,6 +479,9 @@ def analyst_add(
     (out / "analyst.crt").write_bytes(cert_to_pem(cert))
     (out / "ca.crt").write_bytes(ca.cert_pem)
     console.print(f"Analyst {name}: key and certificate in {out} (keep the key private)")
+
+
+cli_rounds.register(round_app, _admin_call, HOME, COORDINATOR)
 
 
 def main() -> None:

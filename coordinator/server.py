@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from coordinator.ca import CoordinatorHome
 from coordinator.metrics import CoordinatorMetrics, MetricsInterceptor, MetricsServer
 from coordinator.release_check import check_document
+from coordinator.round_clock import RoundClock
 from coordinator.rounds import DocumentCheck
 from coordinator.services.admin import AdminServicer
 from coordinator.services.agent import AgentServicer, RoundAnnouncer
@@ -74,6 +76,8 @@ class CoordinatorConfig:
     study_tick_seconds: float = 1.0  # how often the study clock looks
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # no /metrics endpoint when None; 0 picks a free port
+    round_tick_seconds: float = 5.0  # how often the round clock looks (deadlines, schedule)
+    round_clock_now: Callable[[], dt.datetime] | None = None  # a test's clock; else the real one
 
 
 @dataclass
@@ -92,6 +96,7 @@ class RunningCoordinator:
     _clock: StudyClock | None = field(default=None, repr=False)
     metrics_port: int | None = None  # where /metrics is served, when it is
     _metrics_server: MetricsServer | None = field(default=None, repr=False)
+    round_clock: RoundClock | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -115,6 +120,8 @@ class RunningCoordinator:
             await self._announcer.stop()
         if self._clock is not None:
             await self._clock.stop()
+        if self.round_clock is not None:
+            await self.round_clock.stop()
         self.store.close()
         log.info("event=stopped")
 
@@ -152,6 +159,14 @@ async def start_coordinator(
     book = StudyBook(store, network_policy)
     step = config.study_step_seconds
     clock = StudyClock(book, step, config.study_tick_seconds)
+    round_clock = RoundClock(
+        store,
+        ca,
+        network_policy,
+        announcer.refresh,
+        config.round_tick_seconds,
+        config.round_clock_now,
+    )
 
     health_servicer = health.aio.HealthServicer()
     metrics = CoordinatorMetrics(store)
@@ -196,6 +211,7 @@ async def start_coordinator(
             raise
     await announcer.start()
     await clock.start()
+    await round_clock.start()
     await main.start()
     await enrol.start()
     for name in ("", *SERVICE_NAMES):
@@ -221,6 +237,7 @@ async def start_coordinator(
         clock,
         metrics_port,
         metrics_server,
+        round_clock,
     )
 
 
