@@ -81,14 +81,21 @@ class AdminClient(ServiceClient):
 
     async def invite(self, practice_id: str, name: str, locality: str) -> tuple[str, str]:
         """A one-time enrolment token for a practice, and when it expires."""
+        response = await self.invitation(practice_id, name, locality)
+        return response.token, response.expires_at
+
+    async def invitation(
+        self, practice_id: str, name: str, locality: str, replace: bool = False
+    ) -> admin_pb2.CreateEnrolmentTokenResponse:
+        """A token, its expiry, the certificate it would replace, and where to enrol."""
         response = await self._call(
             "CreateEnrolmentToken",
             admin_pb2.CreateEnrolmentTokenRequest(
-                practice_id=practice_id, name=name, locality=locality
+                practice_id=practice_id, name=name, locality=locality, replace=replace
             ),
         )
         assert isinstance(response, admin_pb2.CreateEnrolmentTokenResponse)
-        return response.token, response.expires_at
+        return response
 
     async def practices(self) -> list[admin_pb2.Practice]:
         """Every practice."""

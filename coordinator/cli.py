@@ -253,13 +253,31 @@ def practice_add(
     practice_id: str = typer.Option(..., "--id", help="Practice id, e.g. its ODS code."),
     name: str = typer.Option(..., help="Practice name."),
     locality: str = typer.Option(..., help="Locality, PCN or neighbourhood."),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="For an enrolled practice: a token whose use replaces its current certificate.",
+    ),
     home: Path = HOME,
     coordinator: str | None = COORDINATOR,
 ) -> None:
     """Invite a practice: print a one-time enrolment token for its agent."""
-    token, expires = _admin_call(home, coordinator, lambda c: c.invite(practice_id, name, locality))
-    console.print(f"Enrolment token for {practice_id} (single use, expires {expires}):")
-    console.print(token, soft_wrap=True)
+    made = _admin_call(
+        home, coordinator, lambda c: c.invitation(practice_id, name, locality, replace)
+    )
+    if made.replaces_fingerprint:
+        console.print(
+            f"{practice_id} is enrolled (certificate {made.replaces_fingerprint[:16]}); its "
+            "agent keeps working until this token is used, then the new certificate replaces it."
+        )
+    console.print(
+        f"Practice IT: fedpeer-agent enrol --coordinator {made.agent_address} "
+        f"--enrol-port {made.enrol_port} --token TOKEN  (outbound TCP to ports "
+        f"{made.agent_address.rsplit(':', 1)[1]} and {made.enrol_port})",
+        soft_wrap=True,
+    )
+    console.print(f"Enrolment token for {practice_id} (single use, expires {made.expires_at}):")
+    console.print(made.token, soft_wrap=True)
 
 
 @practice_app.command("list")

@@ -46,7 +46,7 @@ from fedpeer.channel import (
     server_options,
 )
 from fedpeer.errors import StoreError
-from fedpeer.identity import CertificateAuthority
+from fedpeer.identity import CertificateAuthority, cert_from_pem, subject_of
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.v1 import admin_pb2_grpc, agent_pb2_grpc, enrolment_pb2_grpc
 
@@ -178,9 +178,8 @@ async def start_coordinator(
     agent_pb2_grpc.add_AgentServicer_to_server(
         AgentServicer(store, ca, announcer, book, check, step, config.announce_poll_seconds), main
     )
-    admin_pb2_grpc.add_AdminServicer_to_server(
-        AdminServicer(store, ca, announcer, network_policy, book, step), main
-    )
+    admin_servicer = AdminServicer(store, ca, announcer, network_policy, book, step)
+    admin_pb2_grpc.add_AdminServicer_to_server(admin_servicer, main)
     admin_pb2_grpc.add_AnalystServicer_to_server(AnalystServicer(book), main)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, main)
     port = _bind(
@@ -200,6 +199,10 @@ async def start_coordinator(
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, enrol)
     enrol_port = _bind(enrol, config.host, config.enrol_port, server_credentials(key_pem, cert_pem))
+    # Agents reach the server by the name its certificate carries (``init --host``).
+    public = subject_of(cert_from_pem(home.server_cert.read_bytes())).common_name
+    admin_servicer.agent_address = f"[{public}]:{port}" if ":" in public else f"{public}:{port}"
+    admin_servicer.enrol_port = enrol_port
 
     metrics_server, metrics_port = None, None
     if config.metrics_port is not None:

@@ -108,6 +108,10 @@ class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
         self._network_policy = network_policy
         self._studies = studies
         self._step_seconds = step_seconds
+        # Where agents reach this coordinator, told to practice IT with each token; the
+        # server sets them once its ports are bound.
+        self.agent_address = ""
+        self.enrol_port = 0
 
     @domain_errors
     async def CreateEnrolmentToken(
@@ -119,6 +123,7 @@ class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
             if request.valid_hours > 0
             else enrolment.DEFAULT_TOKEN_VALIDITY
         )
+        before = await asyncio.to_thread(self._store.practice, request.practice_id)
         token, expires = await asyncio.to_thread(
             enrolment.create_token,
             self._store,
@@ -127,10 +132,17 @@ class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
             request.name,
             request.locality,
             validity,
+            None,
+            request.replace,
         )
-        log.info("event=token_created practice=%s", request.practice_id)
+        enrolled = before is not None and before.cert_fingerprint and not before.revoked
+        log.info("event=token_created practice=%s replaces=%s", request.practice_id, enrolled)
         return admin_pb2.CreateEnrolmentTokenResponse(
-            token=token, expires_at=rounds.isoformat_z(expires)
+            token=token,
+            expires_at=rounds.isoformat_z(expires),
+            replaces_fingerprint=before.cert_fingerprint if enrolled and before else "",
+            agent_address=self.agent_address,
+            enrol_port=self.enrol_port,
         )
 
     @domain_errors

@@ -68,11 +68,16 @@ class CreateEnrolmentTokenRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     LOCALITY_FIELD_NUMBER: _builtins.int
     VALID_HOURS_FIELD_NUMBER: _builtins.int
+    REPLACE_FIELD_NUMBER: _builtins.int
     practice_id: _builtins.str
     name: _builtins.str
     locality: _builtins.str
     valid_hours: _builtins.int
     """0 means the default (7 days)"""
+    replace: _builtins.bool
+    """For a practice already enrolled: issue the token anyway. Its agent keeps working
+    until the token is used; the certificate enrolled with it then replaces the old one.
+    """
     def __init__(
         self,
         *,
@@ -80,10 +85,11 @@ class CreateEnrolmentTokenRequest(_message.Message):
         name: _builtins.str = ...,
         locality: _builtins.str = ...,
         valid_hours: _builtins.int = ...,
+        replace: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["locality", b"locality", "name", b"name", "practice_id", b"practice_id", "valid_hours", b"valid_hours"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["locality", b"locality", "name", b"name", "practice_id", b"practice_id", "replace", b"replace", "valid_hours", b"valid_hours"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -95,17 +101,30 @@ class CreateEnrolmentTokenResponse(_message.Message):
 
     TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REPLACES_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    AGENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    ENROL_PORT_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     expires_at: _builtins.str
+    replaces_fingerprint: _builtins.str
+    """The certificate (SHA-256 fingerprint) the token will replace when used; empty when
+    the practice is not enrolled.
+    """
+    agent_address: _builtins.str
+    """What practice IT passes to `fedpeer-agent enrol`: --coordinator and --enrol-port."""
+    enrol_port: _builtins.int
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
         expires_at: _builtins.str = ...,
+        replaces_fingerprint: _builtins.str = ...,
+        agent_address: _builtins.str = ...,
+        enrol_port: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_address", b"agent_address", "enrol_port", b"enrol_port", "expires_at", b"expires_at", "replaces_fingerprint", b"replaces_fingerprint", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
