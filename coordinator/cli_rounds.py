@@ -197,10 +197,15 @@ def register(round_app: typer.Typer, admin_call: AdminCall[Any], home: Any, coor
         if not setting.enabled:
             console.print("No rounds are scheduled.")
             return
+        covered = (
+            f"the last month end it covered is {setting.last_as_of}"
+            if setting.last_as_of
+            else "the first opens at the next month end"
+        )
         console.print(
             "A standard round opens at every month end, for the month just ended, with a "
             f"deadline {setting.deadline_days} days later and a quorum of {setting.quorum}; "
-            f"the last month end it covered is {setting.last_as_of}."
+            f"{covered}."
         )
 
 

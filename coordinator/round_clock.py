@@ -39,11 +39,10 @@ def set_schedule(
     """Start a standard round at every month end from the next one on; replaces any other."""
     if deadline_days < 1 or quorum < 0:
         raise RoundError("a schedule needs a deadline of 1 day or more and a quorum >= 0")
-    now = now or rounds.utc_now()
-    # The month that has already ended is left to the operator (`round start`): the
-    # schedule's first round is for the month that is running now.
-    schedule = RoundSchedule(deadline_days, quorum, last_complete_month_end(now.date()))
-    store.set_round_schedule(MONTH_END, schedule, now)
+    # No month covered yet: the clock's first look marks the month that has already
+    # ended as covered (that one is the operator's, by `round start`), by its own clock.
+    schedule = RoundSchedule(deadline_days, quorum, None)
+    store.set_round_schedule(MONTH_END, schedule, now or rounds.utc_now())
     return schedule
 
 
@@ -59,6 +58,8 @@ def start_scheduled(
         return None
     if not store.claim_scheduled(MONTH_END, schedule.last_as_of, due):
         return None  # another coordinator process started it
+    if schedule.last_as_of is None:
+        return None  # a new schedule: its first round is at the next month end
     return rounds.start_round(
         store,
         ca,
