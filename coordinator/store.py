@@ -504,13 +504,7 @@ class Store:
     def record_wait(self, round_id: str, practice_id: str, now: dt.datetime) -> None:
         """Note that a practice's release for an open round awaits its approval."""
         with self.engine.begin() as conn:
-            state = conn.execute(
-                sa.select(rounds.c.state).where(rounds.c.round_id == round_id)
-            ).scalar_one_or_none()
-            if state is None:
-                raise UnknownRound(f"there is no round {round_id}")
-            if not takes_answers(RoundState(state)):
-                raise RoundClosed(f"round {round_id} is {state}")
+            _require_answering(conn, round_id)
             known = conn.execute(
                 sa.select(round_waits.c.since).where(
                     round_waits.c.round_id == round_id, round_waits.c.practice_id == practice_id
@@ -540,15 +534,7 @@ class Store:
                 existing = self._existing(conn, receipt.round_id, receipt.practice_id)
                 if existing is not None:
                     return _same_or_conflict(existing, receipt.content_sha256)
-                state = conn.execute(
-                    sa.select(rounds.c.state)
-                    .where(rounds.c.round_id == receipt.round_id)
-                    .with_for_update()
-                ).scalar()
-                if state is None:
-                    raise UnknownRound(f"there is no round {receipt.round_id}")
-                if not takes_answers(RoundState(state)):
-                    raise RoundClosed(f"round {receipt.round_id} is {state}")
+                _require_answering(conn, receipt.round_id, lock=True)
                 conn.execute(
                     submissions.insert().values(
                         submission_id=receipt.submission_id,
@@ -613,13 +599,7 @@ class Store:
     ) -> dt.datetime:
         """Record that a practice declined a round; a repeat keeps the first refusal."""
         with self.engine.begin() as conn:
-            state = conn.execute(
-                sa.select(rounds.c.state).where(rounds.c.round_id == round_id)
-            ).scalar()
-            if state is None:
-                raise UnknownRound(f"there is no round {round_id}")
-            if not takes_answers(RoundState(state)):
-                raise RoundClosed(f"round {round_id} is {state}")
+            _require_answering(conn, round_id)
             if self._existing(conn, round_id, practice_id) is not None:
                 raise SubmissionConflict(f"round {round_id}: this practice already submitted")
             first = conn.execute(
@@ -711,6 +691,16 @@ class Store:
             frame[name] = frame[name].astype("float64")
         frame["suppressed"] = frame["suppressed"].astype(bool)
         return frame
+
+
+def _require_answering(conn: sa.Connection, round_id: str, lock: bool = False) -> None:
+    """Raise unless the round exists and takes answers (``lock``: hold its row till commit)."""
+    query = sa.select(rounds.c.state).where(rounds.c.round_id == round_id)
+    state = conn.execute(query.with_for_update() if lock else query).scalar()
+    if state is None:
+        raise UnknownRound(f"there is no round {round_id}")
+    if not takes_answers(RoundState(state)):
+        raise RoundClosed(f"round {round_id} is {state}")
 
 
 def _usable(row: sa.Row[Any] | None, now: dt.datetime) -> str:

@@ -7,13 +7,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, refusing_prepare
-from test_old_agent import OLD_AGENT, _old_stubs
+from test_old_agent import _old_stubs, run_old_agent
 from test_proto_compat import EARLIER
 from typer.testing import CliRunner
 
@@ -134,17 +131,7 @@ async def test_an_agent_on_the_first_v1_stubs_still_fetches_a_round_with_a_deadl
             round_ = await adm.start_round(AS_OF, DEFINITIONS, deadline, quorum=5)
         home = tmp_path / "agent"
         await enrol(running.address, running.enrol_port, token, home)
-        env = {**os.environ, "PYTHONPATH": str(stubs)}  # the old stubs only
-        result = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-c", OLD_AGENT, running.address]
-            + [str(home / n) for n in ("ca.crt", "agent.key", "agent.crt")],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=env,
-            timeout=120,
-        )
+        result = await run_old_agent(stubs, running.address, home)
     finally:
         await running.stop(0)
     assert result.returncode == 0, result.stderr
