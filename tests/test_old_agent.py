@@ -11,6 +11,7 @@ with a sentence saying what to upgrade.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import subprocess
@@ -95,7 +96,9 @@ async def test_an_agent_on_the_first_v1_stubs_is_served_and_told_what_to_upgrade
     try:
         async with admin(running) as adm:
             token, _ = await adm.invite("OLD1", "Old Mill", "East")
-            round_ = await adm.start_round(AS_OF, DEFINITIONS)
+            # A round with a deadline and a quorum (fields the old stubs do not know).
+            deadline = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
+            round_ = await adm.start_round(AS_OF, DEFINITIONS, deadline, quorum=5)
         home = tmp_path / "agent"
         await enrol(running.address, running.enrol_port, token, home)
         result = await run_old_agent(stubs, running.address, home)

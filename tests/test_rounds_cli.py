@@ -1,17 +1,14 @@
 """What a coordinator's operator sees (issue 9): a round watched live to its close, a
-token re-issued for an enrolled practice, and an old agent fetching a round with a
-deadline. A real coordinator in-process, real agents over mutual TLS, the real CLI."""
+token re-issued for an enrolled practice. (An old agent fetching a round with a deadline:
+tests/test_old_agent.py.) A real coordinator in-process, real agents over mutual TLS, the real CLI."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 from pathlib import Path
 
 from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, refusing_prepare
-from test_old_agent import _old_stubs, run_old_agent
-from test_proto_compat import EARLIER
 from typer.testing import CliRunner
 
 from agent.client import Agent, enrol
@@ -117,23 +114,3 @@ async def test_a_token_for_an_enrolled_practice_says_so_and_locks_nobody_out(
         assert running.store.signed_release(round_.round_id, "K1") is not None
     finally:
         await running.stop(0)
-
-
-async def test_an_agent_on_the_first_v1_stubs_still_fetches_a_round_with_a_deadline(
-    tmp_path: Path,
-) -> None:
-    stubs = _old_stubs(EARLIER[0], tmp_path)
-    running = await _served(tmp_path / "coord")
-    try:
-        async with admin(running) as adm:
-            token, _ = await adm.invite("OLD2", "Old Forge", "East")
-            deadline = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
-            round_ = await adm.start_round(AS_OF, DEFINITIONS, deadline, quorum=5)
-        home = tmp_path / "agent"
-        await enrol(running.address, running.enrol_port, token, home)
-        result = await run_old_agent(stubs, running.address, home)
-    finally:
-        await running.stop(0)
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
-    assert out["round"] == [round_.round_id, AS_OF.isoformat(), [d.id for d in DEFINITIONS]]
