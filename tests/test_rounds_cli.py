@@ -1,6 +1,6 @@
-"""What a coordinator's operator sees (issue 9): a round watched live to its close, a
-token re-issued for an enrolled practice. (An old agent fetching a round with a deadline:
-tests/test_old_agent.py.) A real coordinator in-process, real agents over mutual TLS, the real CLI."""
+"""What a coordinator's operator sees (issue 9): a round watched live to its close, and a
+token re-issued for an enrolled practice. A real coordinator in-process, real agents over
+mutual TLS, the real CLI. (An old agent and a round with a deadline: test_old_agent.py.)"""
 
 from __future__ import annotations
 
