@@ -413,6 +413,10 @@ class Agent:
         that has changed since."""
         if not self._again:
             return
+        listed = await stub.ListOpenRounds(agent_pb2.ListOpenRoundsRequest(), timeout=CALL_TIMEOUT)
+        still_open = {r.round_id for r in listed.rounds}
+        for gone in set(self._again) - still_open:
+            del self._again[gone]  # closed or cancelled meanwhile: nothing more to send
         stamp = None if self._stamp is None else await asyncio.to_thread(self._stamp)
         for round_id, (outcome, then) in list(self._again.items()):
             if outcome == FAILED and stamp is not None and stamp == then:

@@ -77,7 +77,6 @@ class CoordinatorConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # no /metrics endpoint when None; 0 picks a free port
     round_tick_seconds: float = 5.0  # how often the round clock looks (deadlines, schedule)
-    round_clock_now: Callable[[], dt.datetime] | None = None  # a test's clock; else the real one
 
 
 @dataclass
@@ -142,9 +141,14 @@ def _bind(server: grpc.aio.Server, host: str, port: int, creds: grpc.ServerCrede
 
 
 async def start_coordinator(
-    config: CoordinatorConfig, document_check: DocumentCheck | None = None
+    config: CoordinatorConfig,
+    document_check: DocumentCheck | None = None,
+    round_clock_now: Callable[[], dt.datetime] | None = None,
 ) -> RunningCoordinator:
-    """Start both servers on ``config``'s ports (0 picks free ones) and return them."""
+    """Start both servers on ``config``'s ports (0 picks free ones) and return them.
+
+    ``round_clock_now`` is the round clock's time (the real one when None): a test's seam.
+    """
     home = CoordinatorHome(config.home)
     ca = home.load_ca()
     store = Store(config.db_url or home.database)
@@ -165,7 +169,7 @@ async def start_coordinator(
         network_policy,
         announcer.refresh,
         config.round_tick_seconds,
-        config.round_clock_now,
+        round_clock_now,
     )
 
     health_servicer = health.aio.HealthServicer()

@@ -61,12 +61,11 @@ async def test_the_schedule_starts_one_round_at_each_month_end_and_closes_it_at_
         db_url=db_url,
         announce_poll_seconds=0.2,
         round_tick_seconds=0.1,
-        round_clock_now=clock,
         # The agent answers three of the standard round's questions (fixed rows): what
         # is under test is the schedule, not the release check (tests/test_round_pipeline).
         check_releases=False,
     )
-    running = await start_coordinator(config)
+    running = await start_coordinator(config, round_clock_now=clock)
     running.home.address_file.write_text(f"{running.address}\n{running.enrol_address}\n")
     stop = asyncio.Event()
     following = None
@@ -151,10 +150,8 @@ async def test_two_coordinators_on_one_database_start_the_scheduled_round_once(
     started = []
     try:
         for _ in range(2):
-            config = CoordinatorConfig(
-                home=home, db_url=postgres_url, round_tick_seconds=0.05, round_clock_now=clock
-            )
-            started.append(await start_coordinator(config))
+            config = CoordinatorConfig(home=home, db_url=postgres_url, round_tick_seconds=0.05)
+            started.append(await start_coordinator(config, round_clock_now=clock))
         async with admin(started[0]) as adm:
             await adm.set_schedule(5, 0)
             setting = await adm.schedule()
