@@ -200,6 +200,10 @@ async def test_publish_and_cancel_follow_the_rule_and_the_cli_lists_rounds(
 
         cancelled = await asyncio.to_thread(cli, "round", "cancel", dropped.round_id)
         assert cancelled.exit_code == 0 and "cancelled" in cancelled.output
+        compared = await asyncio.to_thread(cli, "comparisons", dropped.round_id)
+        assert compared.exit_code == 1 and "cancelled: it is not compared" in str(
+            compared.exception
+        )
         # A cancelled round is announced no more: an agent asking now sees only the other.
         outcomes = await agents["P2"].run_once()
         assert [o.round_id for o in outcomes] == [kept.round_id]

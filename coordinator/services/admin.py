@@ -19,7 +19,7 @@ from coordinator.store import PracticeRecord, RoundSchedule, RoundStatus, RoundS
 from coordinator.studies import StudyBook
 from fedpeer import wire
 from fedpeer.collection import parse_instant
-from fedpeer.errors import PolicyError
+from fedpeer.errors import PolicyError, RoundError
 from fedpeer.identity import CertificateAuthority
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow
@@ -264,7 +264,10 @@ class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
     async def GetComparisons(
         self, request: admin_pb2.GetComparisonsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.GetComparisonsResponse:
-        """The released rows of a round, each with its practice."""
+        """The released rows of a round, each with its practice (none for a cancelled one)."""
+        state = await asyncio.to_thread(self._store.round_state, request.round_id)
+        if state is RoundState.CANCELLED:
+            raise RoundError(f"round {request.round_id} was cancelled: it is not compared")
         frame = await asyncio.to_thread(self._store.released_rows_frame, request.round_id)
         out = []
         for record in frame.to_dict("records"):
