@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from agent.cli_home import HOME, agent_home
-from agent.client import Agent, enrol
+from agent.client import SENT, Agent, enrol
 from agent.location import check_location
 from agent.service import practice_agent  # one wiring for `run` and the service
 from fedpeer.channel import split_address
@@ -65,7 +65,11 @@ def register(app: typer.Typer) -> None:
     def run_command(
         home: Path = HOME,
         extract: str = typer.Option(..., help="CSV or Parquet directory, or a SQLAlchemy URL."),
-        once: bool = typer.Option(False, "--once", help="Answer the open rounds, then exit."),
+        once: bool = typer.Option(
+            False,
+            "--once",
+            help="Answer the open rounds, then exit (1: rounds wait, nothing sent).",
+        ),
         log_file: Path | None = typer.Option(
             None, "--log-file", help="Following: log to this file, rotated by size."
         ),
@@ -89,3 +93,8 @@ def register(app: typer.Typer) -> None:
             elif outcome.detail:
                 line += f" ({outcome.detail})"
             console.print(line)
+        unsent = [o for o in outcomes if o.status not in (*SENT, "already")]
+        if unsent and not any(o.status in SENT for o in outcomes):
+            # A scheduled `run --once` shows by its exit status that rounds wait unanswered.
+            console.print(f"Nothing was sent: {len(unsent)} round(s) still unanswered.")
+            raise typer.Exit(1)

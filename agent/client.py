@@ -29,6 +29,8 @@ import grpc
 
 from agent.identity_store import AgentHome, AgentIdentity
 from agent.outbox import ACKNOWLEDGED, REFUSAL, REJECTED, SUBMISSION, Outbox, OutboxEntry
+from agent.pipeline import AwaitingApproval
+from agent.retry import RetriesExhausted, RetryPolicy, is_transient
 from fedpeer import wire
 from fedpeer.canonical import sha256_hex
 from fedpeer.channel import secure_channel, split_address, translate
@@ -71,16 +73,24 @@ PrepareResult = ReleaseDocument | Refusal
 Prepare = Callable[[Round], PrepareResult | Awaitable[PrepareResult]]
 # Called once a receipt for a round is verified: (round id, receipt, coordinator address).
 Acknowledged = Callable[[str, Receipt, str], None]
-RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# What changes when the practice's input changes (say, an extract's files' times and
+# sizes): a round that failed on a broken extract is tried again once it has changed.
+Stamp = Callable[[], object]
 # The coordinator failed without saying the release is wrong: keep it and send it again
 # at the next run, never drop it (only a refusal of the release itself rejects it).
+# Transient failures (``agent.retry``) are retried at once, with backoff, before that.
 NOT_A_VERDICT = (
     grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.ABORTED,
     grpc.StatusCode.CANCELLED,
 )
+# Outcomes of a round the agent tries again while it follows: the practice approved
+# meanwhile, or its extract was fixed.
+AWAITING = "awaiting approval"
+FAILED = "failed"
+# Outcomes in which an answer (a release or a refusal) reached the coordinator just now.
+SENT = frozenset({"submitted", "refused"})
 CALL_TIMEOUT = 30.0
 
 
@@ -173,7 +183,8 @@ async def enrol(
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one round: submitted, refused, already, rejected, or failed."""
+    """What happened to one round: submitted, refused, already, rejected, awaiting approval,
+    or failed."""
 
     round_id: str
     status: str
@@ -195,6 +206,8 @@ class Agent:
         on_acknowledged: Acknowledged | None = None,
         studies: StudyWorker | None = None,
         study_poll_seconds: float = 30.0,
+        retry: RetryPolicy | None = None,
+        stamp: Stamp | None = None,
     ) -> None:
         self.home = AgentHome(home)
         self._studies = studies
@@ -203,28 +216,30 @@ class Agent:
         self.identity = self.home.load()
         self.outbox = Outbox(self.home.outbox_path)
         self._prepare = prepare
-        self._max_attempts = max_attempts
         self._backoff = backoff_seconds
-        self._max_backoff = max_backoff_seconds
+        self._retry = retry or RetryPolicy(backoff_seconds, max_backoff_seconds, max_attempts)
+        self._stamp = stamp
+        # Rounds to try again while following: round id -> (outcome, input stamp then).
+        self._again: dict[str, tuple[str, object]] = {}
 
     def _channel(self) -> grpc.aio.Channel:
         i = self.identity
         return secure_channel(i.coordinator, i.ca_pem, i.key_pem, i.cert_pem, i.server_name)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[list[Outcome]]]) -> list[Outcome]:
-        delay = self._backoff
-        for tries in range(1, self._max_attempts + 1):
-            try:
-                return await attempt()
-            except grpc.aio.AioRpcError as exc:
-                final = exc.code() not in RETRYABLE or tries == self._max_attempts
-                error = translate(exc, self.identity.coordinator, probe=final)
-                if final:
-                    raise error from None
-                log.warning("event=retry attempt=%d wait=%.1fs reason=%s", tries, delay, error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return await self._retry.run(attempt)
+        except (grpc.aio.AioRpcError, RetriesExhausted) as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: BaseException) -> FedpeerError:
+        """The user's error for a call that failed for good (after any retries)."""
+        last = exc.last if isinstance(exc, RetriesExhausted) else exc
+        if isinstance(last, grpc.aio.AioRpcError):
+            return translate(last, self.identity.coordinator, probe=True)
+        return CoordinatorUnreachable(
+            f"cannot reach the coordinator at {self.identity.coordinator}: {last}"
+        )
 
     async def run_once(self) -> list[Outcome]:
         """Resend what the outbox holds, answer every open round, then return."""
@@ -256,7 +271,7 @@ class Agent:
     async def run_forever(self, stop: asyncio.Event | None = None) -> None:
         """Hold the round subscription open, answering rounds as they open, until ``stop``."""
         stop = stop or asyncio.Event()
-        delay = self._backoff
+        failures = 0
         while not stop.is_set():
             try:
                 async with self._channel() as channel:
@@ -271,33 +286,42 @@ class Agent:
                         stopper.cancel()
                         studying.cancel()
                         watch.cancel()
-                delay = self._backoff
+                failures = 0
                 if not stop.is_set():
                     # The coordinator ended the stream (a restart, a load balancer): pause
                     # briefly so a misbehaving server cannot make the agent spin.
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self._backoff)
-            except grpc.aio.AioRpcError as exc:
-                error = translate(exc, self.identity.coordinator, probe=True)
+            except (grpc.aio.AioRpcError, RetriesExhausted) as exc:
+                error = self._unreachable(exc)
                 # A server shutting down may cancel the stream rather than drop it.
-                if exc.code() not in (*RETRYABLE, grpc.StatusCode.CANCELLED):
+                given_up = isinstance(exc, RetriesExhausted)
+                if (
+                    not given_up
+                    and not is_transient(exc)
+                    and exc.code() != grpc.StatusCode.CANCELLED
+                ):
                     raise error from None
+                failures += 1
+                delay = self._retry.delay(failures)
                 log.warning("event=disconnected wait=%.1fs reason=%s", delay, error)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, self._max_backoff)
 
     async def _periodic(self, stub: agent_pb2_grpc.AgentStub) -> None:
         """Every ``study_poll_seconds`` while connected: resend what is still pending (a
-        store that was down has come back), and take the due study steps."""
+        store that was down has come back), answer the rounds that were waiting for the
+        practice's approval or failed on an extract since changed, and take the due
+        study steps."""
         while True:
             try:
                 if self.outbox.entries("pending"):
                     await self._flush(stub)
+                await self._try_again(stub)
                 if self._studies is not None:
                     await self._studies.run(stub, self.identity)
-            except grpc.aio.AioRpcError as exc:
-                log.warning("event=periodic_failed reason=%s", exc.code().name)
+            except (grpc.aio.AioRpcError, RetriesExhausted) as exc:
+                log.warning("event=periodic_failed reason=%s", self._unreachable(exc))
             await asyncio.sleep(self._study_poll)
 
     async def _follow(
@@ -320,7 +344,7 @@ class Agent:
             try:
                 await self.handle_round(stub, announcement.round_id)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() in RETRYABLE:
+                if is_transient(exc):
                     raise
                 error = translate(exc, self.identity.coordinator)
                 if isinstance(error, IdentityError):
@@ -346,16 +370,25 @@ class Agent:
         if round_.round_id != round_id:
             raise IdentityError(f"asked for round {round_id}, the coordinator sent another")
         verify(self.identity.ca_cert, round_.manifest(), round_.signature)
+        stamp = None if self._stamp is None else await asyncio.to_thread(self._stamp)
         try:
             result = await self._run_prepare(round_)
+        except AwaitingApproval as exc:
+            # Nothing is sent but the fact of waiting (never a value), so the coordinator
+            # can show who waits; the round is tried again at each poll while following.
+            self._again[round_id] = (AWAITING, stamp)
+            await self._tell_waiting(stub, round_id)
+            return Outcome(round_id, AWAITING, detail=str(exc))
         except FedpeerError as exc:
-            # Nothing was stored or sent; the round is tried again on the next run.
+            # Nothing was stored or sent; the round is tried again when the input changes.
+            self._again[round_id] = (FAILED, stamp)
             log.error("event=prepare_failed round=%s reason=%s", round_id, exc)
-            return Outcome(round_id, "failed", detail=f"{type(exc).__name__}: {exc}")
+            return Outcome(round_id, FAILED, detail=f"{type(exc).__name__}: {exc}")
+        self._again.pop(round_id, None)
         if isinstance(result, Refusal):
             payload = agent_pb2.RefusalRequest(round_id=round_id, reason=result.reason)
             data = payload.SerializeToString(deterministic=True)
-            entry = self.outbox.put(round_id, REFUSAL, sha256_hex(data), data)
+            entry = self.outbox.put(round_id, REFUSAL, sha256_hex(data), data, round_.deadline)
         else:
             if (result.practice_id, result.round_id) != (self.identity.practice_id, round_id):
                 raise IdentityError(f"round {round_id}: prepare() made a release for another")
@@ -363,8 +396,37 @@ class Agent:
             key = key_from_pem(self.identity.key_pem)
             signed = SignedRelease(document, sign_bytes(key, document))
             data = wire.release_to_proto(round_id, signed).SerializeToString(deterministic=True)
-            entry = self.outbox.put(round_id, SUBMISSION, signed.digest, data)
+            entry = self.outbox.put(round_id, SUBMISSION, signed.digest, data, round_.deadline)
         return await self._send(stub, entry)
+
+    async def _tell_waiting(self, stub: agent_pb2_grpc.AgentStub, round_id: str) -> None:
+        request = agent_pb2.AwaitingApprovalRequest(round_id=round_id)
+        try:
+            await stub.ReportAwaitingApproval(request, timeout=CALL_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            # Only a courtesy to the coordinator's view (an older one lacks it): the round
+            # itself is unaffected.
+            log.warning("event=awaiting_not_told round=%s reason=%s", round_id, exc.code().name)
+
+    async def _try_again(self, stub: agent_pb2_grpc.AgentStub) -> None:
+        """Answer again the rounds awaiting approval, and those that failed on an input
+        that has changed since."""
+        if not self._again:
+            return
+        listed = await stub.ListOpenRounds(agent_pb2.ListOpenRoundsRequest(), timeout=CALL_TIMEOUT)
+        still_open = {r.round_id for r in listed.rounds}
+        for gone in set(self._again) - still_open:
+            del self._again[gone]  # closed or cancelled meanwhile: nothing more to send
+        stamp = None if self._stamp is None else await asyncio.to_thread(self._stamp)
+        for round_id, (outcome, then) in list(self._again.items()):
+            if outcome == FAILED and stamp is not None and stamp == then:
+                continue  # the same broken input would fail the same way
+            try:
+                result = await self.handle_round(stub, round_id)
+            except FedpeerError as exc:
+                log.error("event=round_failed round=%s reason=%s", round_id, exc)
+                continue
+            log.info("event=tried_again round=%s outcome=%s", round_id, result.status)
 
     async def _run_prepare(self, round_: Round) -> PrepareResult:
         if inspect.iscoroutinefunction(self._prepare):
@@ -380,14 +442,18 @@ class Agent:
         try:
             if entry.kind == REFUSAL:
                 refusal = agent_pb2.RefusalRequest.FromString(entry.payload)
-                answer = await stub.ReportRefusal(refusal, timeout=CALL_TIMEOUT)
+                answer = await self._retry.run(
+                    lambda: stub.ReportRefusal(refusal, timeout=CALL_TIMEOUT), entry.deadline_at
+                )
                 self.outbox.acknowledge(entry.round_id, answer.SerializeToString(), "refused")
                 return Outcome(entry.round_id, "refused", detail=refusal.reason)
             request = agent_pb2.SubmitRequest.FromString(entry.payload)
-            message = await stub.Submit(request, timeout=CALL_TIMEOUT)
+            message = await self._retry.run(
+                lambda: stub.Submit(request, timeout=CALL_TIMEOUT), entry.deadline_at
+            )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in RETRYABLE:
-                raise
+            if is_transient(exc):
+                raise  # not retried here (a caller outside retries): never a verdict
             error = translate(exc, self.identity.coordinator)
             if isinstance(error, IdentityError):
                 raise error from None

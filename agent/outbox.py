@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.local_db import connect_private
+from fedpeer.collection import parse_instant
 
 PENDING = "pending"
 ACKNOWLEDGED = "acknowledged"
@@ -33,9 +34,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     receipt BLOB,
     detail TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    deadline TEXT NOT NULL DEFAULT ''
 )
 """
+_COLUMNS = (
+    "round_id, kind, content_sha256, payload, state, receipt, detail, created_at, updated_at,"
+    " deadline"
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,12 @@ class OutboxEntry:
     detail: str
     created_at: str
     updated_at: str
+    deadline: str = ""  # the round's signed deadline ("" for none): resend until then
+
+    @property
+    def deadline_at(self) -> dt.datetime | None:
+        """The deadline as an instant, or None."""
+        return parse_instant(self.deadline) if self.deadline else None
 
 
 def _now() -> str:
@@ -64,6 +76,9 @@ class Outbox:
         self.path = path
         with self._connect() as conn:
             conn.execute(_SCHEMA)
+            known = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+            if "deadline" not in known:  # an outbox from before rounds had deadlines
+                conn.execute("ALTER TABLE outbox ADD COLUMN deadline TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -77,14 +92,16 @@ class Outbox:
         finally:
             conn.close()
 
-    def put(self, round_id: str, kind: str, content_sha256: str, payload: bytes) -> OutboxEntry:
+    def put(
+        self, round_id: str, kind: str, content_sha256: str, payload: bytes, deadline: str = ""
+    ) -> OutboxEntry:
         """Record an answer as pending; an existing entry for the round wins and is returned."""
         now = _now()
         with self._connect() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO outbox (round_id, kind, content_sha256, payload, state,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (round_id, kind, content_sha256, payload, PENDING, now, now),
+                " created_at, updated_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (round_id, kind, content_sha256, payload, PENDING, now, now, deadline),
             )
         entry = self.get(round_id)
         assert entry is not None
@@ -94,18 +111,14 @@ class Outbox:
         """The entry for a round, or None."""
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT round_id, kind, content_sha256, payload, state, receipt, detail,"
-                " created_at, updated_at FROM outbox WHERE round_id = ?",
+                f"SELECT {_COLUMNS} FROM outbox WHERE round_id = ?",
                 (round_id,),
             ).fetchone()
         return None if row is None else OutboxEntry(*row)
 
     def entries(self, state: str | None = None) -> list[OutboxEntry]:
         """Every entry, or those in one state, oldest first."""
-        query = (
-            "SELECT round_id, kind, content_sha256, payload, state, receipt, detail,"
-            " created_at, updated_at FROM outbox"
-        )
+        query = f"SELECT {_COLUMNS} FROM outbox"
         args: tuple[str, ...] = ()
         if state is not None:
             query += " WHERE state = ?"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import logging.handlers
 import signal
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent.client import Agent
+from agent.location import is_url
 from agent.pipeline import RoundPipeline
 from agent.studies import StudyWorker
 from fedpeer import __version__
@@ -41,14 +43,35 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 JOURNAL_FORMAT = "%(levelname)s %(name)s %(message)s"  # journald adds its own time
 
 
-def practice_agent(home: Path, extract: str) -> Agent:
-    """An enrolled agent answering rounds and studies from this practice's extract."""
+def extract_stamp(extract: str) -> object:
+    """What changes when a folder extract is rewritten: its files' names, sizes and times.
+
+    None for a database URL, whose changes cannot be seen from here: a round that failed
+    on it is then tried again at every poll.
+    """
+    if is_url(extract):
+        return None
+    return sorted(
+        (str(p), s.st_size, s.st_mtime_ns)
+        for p in Path(extract).rglob("*")
+        if p.is_file() and (s := p.stat())
+    )
+
+
+def practice_agent(home: Path, extract: str, poll_seconds: float = 30.0) -> Agent:
+    """An enrolled agent answering rounds and studies from this practice's extract.
+
+    Every ``poll_seconds`` while following it also answers a round whose release the
+    practice has approved since, or that failed on an extract since changed.
+    """
     pipeline = RoundPipeline(extract, home)
     return Agent(
         home,
         pipeline.prepare,
         on_acknowledged=pipeline.acknowledged,
         studies=StudyWorker(home, extract),
+        study_poll_seconds=poll_seconds,
+        stamp=functools.partial(extract_stamp, extract),
     )
 
 

@@ -81,14 +81,21 @@ class AdminClient(ServiceClient):
 
     async def invite(self, practice_id: str, name: str, locality: str) -> tuple[str, str]:
         """A one-time enrolment token for a practice, and when it expires."""
+        response = await self.invitation(practice_id, name, locality)
+        return response.token, response.expires_at
+
+    async def invitation(
+        self, practice_id: str, name: str, locality: str, replace: bool = False
+    ) -> admin_pb2.CreateEnrolmentTokenResponse:
+        """A token, its expiry, the certificate it would replace, and where to enrol."""
         response = await self._call(
             "CreateEnrolmentToken",
             admin_pb2.CreateEnrolmentTokenRequest(
-                practice_id=practice_id, name=name, locality=locality
+                practice_id=practice_id, name=name, locality=locality, replace=replace
             ),
         )
         assert isinstance(response, admin_pb2.CreateEnrolmentTokenResponse)
-        return response.token, response.expires_at
+        return response
 
     async def practices(self) -> list[admin_pb2.Practice]:
         """Every practice."""
@@ -108,11 +115,15 @@ class AdminClient(ServiceClient):
         self,
         as_of: dt.date,
         definitions: Iterable[DefinitionDocument] = (),
+        deadline: dt.datetime | None = None,
+        quorum: int = 0,
     ) -> Round:
-        """Open a round under the network's policy."""
+        """Open a round under the network's policy, with an optional deadline and quorum."""
         request = admin_pb2.StartRoundRequest(
             as_of=as_of.isoformat(),
             definitions=[wire.definition_to_proto(d) for d in definitions],
+            deadline="" if deadline is None else deadline.astimezone(dt.UTC).isoformat(),
+            quorum=quorum,
         )
         response = await self._call("StartRound", request)
         return wire.round_from_proto(response)  # type: ignore[arg-type]
@@ -129,6 +140,42 @@ class AdminClient(ServiceClient):
         """Close a round."""
         response = await self._call("CloseRound", admin_pb2.CloseRoundRequest(round_id=round_id))
         assert isinstance(response, admin_pb2.RoundStatus)
+        return response
+
+    async def rounds(self) -> list[admin_pb2.RoundSummary]:
+        """Every round, newest first."""
+        response = await self._call("ListRounds", admin_pb2.ListRoundsRequest())
+        assert isinstance(response, admin_pb2.ListRoundsResponse)
+        return list(response.rounds)
+
+    async def cancel_round(self, round_id: str) -> admin_pb2.RoundStatus:
+        """Cancel a round not yet published."""
+        return await self._round_call("CancelRound", round_id)
+
+    async def publish_round(self, round_id: str) -> admin_pb2.RoundStatus:
+        """Publish a closed round."""
+        return await self._round_call("PublishRound", round_id)
+
+    async def _round_call(self, method: str, round_id: str) -> admin_pb2.RoundStatus:
+        response = await self._call(method, admin_pb2.RoundRequest(round_id=round_id))
+        assert isinstance(response, admin_pb2.RoundStatus)
+        return response
+
+    async def set_schedule(
+        self, deadline_days: int, quorum: int, enabled: bool = True
+    ) -> admin_pb2.RoundScheduleSetting:
+        """Have the coordinator start a standard round at every month end (or stop it)."""
+        request = admin_pb2.RoundScheduleSetting(
+            enabled=enabled, deadline_days=deadline_days, quorum=quorum
+        )
+        response = await self._call("SetRoundSchedule", request)
+        assert isinstance(response, admin_pb2.RoundScheduleSetting)
+        return response
+
+    async def schedule(self) -> admin_pb2.RoundScheduleSetting:
+        """The month-end schedule."""
+        response = await self._call("GetRoundSchedule", admin_pb2.GetRoundScheduleRequest())
+        assert isinstance(response, admin_pb2.RoundScheduleSetting)
         return response
 
     async def comparisons(self, round_id: str) -> list[admin_pb2.PracticeRow]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography import x509
 
 from coordinator.store import Store
-from fedpeer.errors import EnrolmentError, IdentityError, PolicyError
+from fedpeer.errors import EnrolmentError, IdentityError, PolicyError, StoreError
 from fedpeer.identity import (
     CertificateAuthority,
     cert_from_pem,
@@ -143,11 +143,24 @@ def create_token(
     locality: str,
     validity: dt.timedelta = DEFAULT_TOKEN_VALIDITY,
     now: dt.datetime | None = None,
+    replace: bool = False,
 ) -> tuple[str, dt.datetime]:
-    """Invite a practice: a one-time token and when it expires."""
+    """Invite a practice: a one-time token and when it expires.
+
+    For a practice enrolled now, only with ``replace``: its agent keeps working until the
+    token is used, and the certificate enrolled with it then takes the old one's place.
+    """
     if not practice_id or not set(practice_id) <= PRACTICE_ID_CHARS or len(practice_id) > 64:
         raise EnrolmentError(
             "a practice id is 1-64 letters, digits, '-', '_' or '.' (an ODS code such as A81001)"
+        )
+    record = store.practice(practice_id)
+    if record is not None and record.cert_fingerprint and not record.revoked and not replace:
+        raise StoreError(
+            f"practice {practice_id} is already enrolled (certificate "
+            f"{record.cert_fingerprint[:16]}) and its agent keeps working; to move it to a "
+            "new machine, issue a token with --replace (the old certificate stops when it is "
+            "used), or revoke the practice first"
         )
     now = now or dt.datetime.now(dt.UTC)
     token = new_token(ca_cert)

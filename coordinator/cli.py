@@ -19,6 +19,7 @@ import pandas as pd
 import typer
 from rich.table import Column, Table
 
+from coordinator import cli_rounds
 from coordinator.admin_client import AdminClient, recorded_address, rows_frame
 from coordinator.backup import backup, restore
 from coordinator.ca import CoordinatorHome, init_home
@@ -42,7 +43,7 @@ from fedpeer.cli_support import (
     run_app,
 )
 from fedpeer.collection import DefinitionDocument
-from fedpeer.definitions import load_definition, load_round_set, serialize
+from fedpeer.definitions import load_definition, serialize
 from fedpeer.identity import cert_to_pem, key_to_pem
 from fedpeer.studies import Study
 from fedpeer.v1 import admin_pb2
@@ -56,7 +57,10 @@ app = typer.Typer(
 )
 add_common_options(app)
 practice_app = typer.Typer(help="Invite and list practices.", no_args_is_help=True)
-round_app = typer.Typer(help="Start, follow and close collection rounds.", no_args_is_help=True)
+round_app = typer.Typer(
+    help="Start, follow, close, publish, cancel and schedule collection rounds.",
+    no_args_is_help=True,
+)
 study_app = typer.Typer(
     help="Studies: an analyst's questions, answered only as sums over practices.",
     no_args_is_help=True,
@@ -253,13 +257,31 @@ def practice_add(
     practice_id: str = typer.Option(..., "--id", help="Practice id, e.g. its ODS code."),
     name: str = typer.Option(..., help="Practice name."),
     locality: str = typer.Option(..., help="Locality, PCN or neighbourhood."),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="For an enrolled practice: a token whose use replaces its current certificate.",
+    ),
     home: Path = HOME,
     coordinator: str | None = COORDINATOR,
 ) -> None:
     """Invite a practice: print a one-time enrolment token for its agent."""
-    token, expires = _admin_call(home, coordinator, lambda c: c.invite(practice_id, name, locality))
-    console.print(f"Enrolment token for {practice_id} (single use, expires {expires}):")
-    console.print(token, soft_wrap=True)
+    made = _admin_call(
+        home, coordinator, lambda c: c.invitation(practice_id, name, locality, replace)
+    )
+    if made.replaces_fingerprint:
+        console.print(
+            f"{practice_id} is enrolled (certificate {made.replaces_fingerprint[:16]}); its "
+            "agent keeps working until this token is used, then the new certificate replaces it."
+        )
+    console.print(
+        f"Practice IT: fedpeer-agent enrol --coordinator {made.agent_address} "
+        f"--enrol-port {made.enrol_port} --token TOKEN  (outbound TCP to ports "
+        f"{made.agent_address.rsplit(':', 1)[1]} and {made.enrol_port})",
+        soft_wrap=True,
+    )
+    console.print(f"Enrolment token for {practice_id} (single use, expires {made.expires_at}):")
+    console.print(made.token, soft_wrap=True)
 
 
 @practice_app.command("list")
@@ -295,59 +317,6 @@ def practice_revoke(
     """Revoke a practice: its agent's certificate is refused from now on."""
     practice = _admin_call(home, coordinator, lambda c: c.revoke(practice_id))
     console.print(f"Revoked {practice.practice_id}; a new token re-enrols it with a new key.")
-
-
-def standard_definitions() -> list[DefinitionDocument]:
-    """The standard round's definitions (twelve indicators and the profile) as documents."""
-    return [DefinitionDocument.of(d.id, serialize(d)) for d in load_round_set()]
-
-
-@round_app.command("start")
-def round_start(
-    as_of: date = as_of_option(
-        help="Reference date: a month end no later than the last complete month, YYYY-MM-DD."
-    ),
-    home: Path = HOME,
-    coordinator: str | None = COORDINATOR,
-) -> None:
-    """Open a round of the standard indicators and announce it to connected agents."""
-    definitions = standard_definitions()
-    round_ = _admin_call(home, coordinator, lambda c: c.start_round(as_of, definitions))
-    console.print(
-        f"Started round {round_.round_id} (as of {round_.as_of}, "
-        f"{len(round_.definitions)} definitions)"
-    )
-
-
-def _print_status(status: admin_pb2.RoundStatus) -> None:
-    console.print(f"Round {status.round_id}, as of {status.as_of}: {status.state}")
-    table = Table(Column("practice", overflow="fold"), "state", "at", "detail")
-    for p in status.practices:
-        detail = p.detail[:16] if p.state == "submitted" else p.detail
-        table.add_row(p.practice_id, p.state, p.at, detail)
-    console.print(table)
-    done = sum(p.state != "pending" for p in status.practices)
-    console.print(f"{done} of {len(status.practices)} practices have answered")
-
-
-@round_app.command("status")
-def round_status(
-    round_id: str = typer.Argument(..., help="Round id."),
-    home: Path = HOME,
-    coordinator: str | None = COORDINATOR,
-) -> None:
-    """Show who has submitted, refused, or not answered yet."""
-    _print_status(_admin_call(home, coordinator, lambda c: c.status(round_id)))
-
-
-@round_app.command("close")
-def round_close(
-    round_id: str = typer.Argument(..., help="Round id."),
-    home: Path = HOME,
-    coordinator: str | None = COORDINATOR,
-) -> None:
-    """Close a round to further submissions."""
-    _print_status(_admin_call(home, coordinator, lambda c: c.close_round(round_id)))
 
 
 def _frame_table(frame: pd.DataFrame) -> Table:
@@ -532,6 +501,9 @@ def analyst_add(
     (out / "analyst.crt").write_bytes(cert_to_pem(cert))
     (out / "ca.crt").write_bytes(ca.cert_pem)
     console.print(f"Analyst {name}: key and certificate in {out} (keep the key private)")
+
+
+cli_rounds.register(round_app, _admin_call, HOME, COORDINATOR)
 
 
 def main() -> None:

@@ -105,6 +105,7 @@ KEYS: dict[str, Key] = {
     "grace_seconds": Key(_seconds(0, False), 5.0, "time calls in flight get at shutdown"),
     "study_step_seconds": Key(_seconds(0, True), 300.0, "a study stage's time limit"),
     "study_tick_seconds": Key(_seconds(0, True), 1.0, "how often the study clock looks"),
+    "round_tick_seconds": Key(_seconds(0, True), 5.0, "how often the round clock looks"),
     "check_releases": Key(_bool, True, "check every release against its round"),
 }
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import grpc
 
+from coordinator.round_states import RoundState
 from coordinator.store import Store
 from fedpeer.errors import StoreError
 
@@ -39,7 +40,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 WATCH_METHOD = "/fedpeer.v1.Agent/WatchRounds"
 SUBMIT_METHOD = "/fedpeer.v1.Agent/Submit"
 REFUSAL_METHOD = "/fedpeer.v1.Agent/ReportRefusal"
-ROUND_STATES = ("open", "closed")
+ROUND_STATES = tuple(state.value for state in RoundState)  # each shown, 0 when none
 
 Labels = tuple[str, ...]
 

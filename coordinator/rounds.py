@@ -4,6 +4,10 @@ The coordinator signs each round's manifest and each receipt with its CA key. Ev
 round carries the network's disclosure policy; no round sets its own. A release is
 verified and checked (``coordinator.release_check``) before it is stored, and its
 receipt names the SHA-256 of exactly the bytes the practice signed.
+
+A round may carry a signed deadline and a quorum (issue 9): past the deadline no answer
+is taken (``DeadlinePassed``), and the round clock (``coordinator.round_clock``) moves it
+to closing, then closed. Its states and their order are ``coordinator.round_states``.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from cryptography import x509
 
 from coordinator.comparison_store import record_comparison
 from coordinator.release_check import check_document, verified_document
+from coordinator.round_states import RoundState
 from coordinator.store import RoundStatus, Store
 from fedpeer.collection import (
+    DeadlinePassed,
     DefinitionDocument,
     Receipt,
     ReleaseDocument,
@@ -26,6 +32,7 @@ from fedpeer.collection import (
     SignedRelease,
 )
 from fedpeer.dates import reference_date_problem
+from fedpeer.definitions import load_round_set, serialize
 from fedpeer.errors import RoundError
 from fedpeer.identity import CertificateAuthority
 from fedpeer.policy import DisclosurePolicy
@@ -41,8 +48,17 @@ def isoformat_z(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _now() -> dt.datetime:
+def utc_now() -> dt.datetime:
+    """The current instant, in UTC."""
     return dt.datetime.now(dt.UTC)
+
+
+_now = utc_now
+
+
+def standard_definitions() -> list[DefinitionDocument]:
+    """The standard round's definitions (twelve indicators and the profile) as documents."""
+    return [DefinitionDocument.of(d.id, serialize(d)) for d in load_round_set()]
 
 
 def start_round(
@@ -51,18 +67,27 @@ def start_round(
     as_of: dt.date,
     definitions: Iterable[DefinitionDocument] = (),
     policy: DisclosurePolicy | None = None,
+    deadline: dt.datetime | None = None,
+    quorum: int = 0,
+    now: dt.datetime | None = None,
 ) -> Round:
     """Open and sign a round under the network's ``policy`` (the defaults when None)."""
-    now = _now()
+    now = now or _now()
     problem = reference_date_problem(as_of, now.date())
     if problem is not None:
         raise RoundError(problem)
+    if deadline is not None and deadline <= now:
+        raise RoundError("a round's deadline must be in the future")
+    if quorum < 0:
+        raise RoundError("a round's quorum is a number of practices, 0 or more")
     unsigned = Round(
         round_id=f"{as_of.isoformat()}-{uuid.uuid4().hex[:8]}",
         as_of=as_of,
         policy=policy or DisclosurePolicy(),
         definitions=tuple(definitions),
         created_at=isoformat_z(now),
+        deadline="" if deadline is None else isoformat_z(deadline),
+        quorum=quorum,
     )
     ids = [d.id for d in unsigned.definitions]
     if len(set(ids)) != len(ids):
@@ -70,6 +95,14 @@ def start_round(
     signed = Round(**{**unsigned.__dict__, "signature": sign(ca.key, unsigned.manifest())})
     store.add_round(signed, now)
     return signed
+
+
+def _check_deadline(round_: Round, now: dt.datetime) -> None:
+    deadline = round_.deadline_at
+    if deadline is not None and now >= deadline:
+        raise DeadlinePassed(
+            f"round {round_.round_id} closed to answers at its deadline, {round_.deadline}"
+        )
 
 
 def submit(
@@ -83,6 +116,7 @@ def submit(
 ) -> Receipt:
     """Verify, check and store a signed release; the signed receipt of record, after the commit."""
     round_ = store.round(round_id)
+    _check_deadline(round_, _now())
     document = verified_document(signed, sender, practice_id, round_)
     if check is not None:
         check(document, round_)  # raises; nothing is stored for a release that fails it
@@ -100,7 +134,14 @@ def submit(
 
 def refuse(store: Store, practice_id: str, round_id: str, reason: str) -> dt.datetime:
     """Record a practice's refusal of a round; when it was first received."""
+    _check_deadline(store.round(round_id), _now())
     return store.record_refusal(round_id, practice_id, reason.strip()[:2000], _now())
+
+
+def awaiting_approval(store: Store, practice_id: str, round_id: str) -> None:
+    """Record that a practice's release for a round waits for the practice's approval."""
+    _check_deadline(store.round(round_id), _now())
+    store.record_wait(round_id, practice_id, _now())
 
 
 def close_round(store: Store, round_id: str) -> RoundStatus:
@@ -110,9 +151,29 @@ def close_round(store: Store, round_id: str) -> RoundStatus:
     return store.round_status(round_id)
 
 
+def change_round(store: Store, round_id: str, state: RoundState) -> RoundStatus:
+    """Publish or cancel a round (``round_states`` says which moves are allowed)."""
+    store.set_round_state(round_id, state, _now())
+    return store.round_status(round_id)
+
+
+def pass_deadlines(store: Store, now: dt.datetime) -> list[tuple[str, RoundState]]:
+    """Move open rounds past their deadline to closing, and closing rounds to closed."""
+    moved = []
+    for round_id, state in store.rounds_past_deadline(now):
+        new = RoundState.CLOSING if state is RoundState.OPEN else RoundState.CLOSED
+        try:
+            store.set_round_state(round_id, new, now)
+        except RoundClosed:
+            continue  # another process moved it first
+        moved.append((round_id, new))
+    return moved
+
+
 def open_round(store: Store, round_id: str) -> Round:
     """An open round; RoundClosed when it has closed."""
     round_ = store.round(round_id)
-    if store.round_state(round_id) != "open":
-        raise RoundClosed(f"round {round_id} is closed")
+    state = store.round_state(round_id)
+    if state is not RoundState.OPEN:
+        raise RoundClosed(f"round {round_id} is {state}")
     return round_

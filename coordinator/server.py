@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from coordinator.announce import round_listener
 from coordinator.ca import CoordinatorHome
 from coordinator.metrics import CoordinatorMetrics, MetricsInterceptor, MetricsServer
 from coordinator.release_check import check_document
+from coordinator.round_clock import RoundClock
 from coordinator.rounds import DocumentCheck
 from coordinator.services.admin import AdminServicer
 from coordinator.services.agent import AgentServicer, RoundAnnouncer
@@ -45,7 +47,7 @@ from fedpeer.channel import (
     server_options,
 )
 from fedpeer.errors import StoreError
-from fedpeer.identity import CertificateAuthority
+from fedpeer.identity import CertificateAuthority, cert_from_pem, subject_of
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.v1 import admin_pb2_grpc, agent_pb2_grpc, enrolment_pb2_grpc
 
@@ -75,6 +77,7 @@ class CoordinatorConfig:
     study_tick_seconds: float = 1.0  # how often the study clock looks
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # no /metrics endpoint when None; 0 picks a free port
+    round_tick_seconds: float = 5.0  # how often the round clock looks (deadlines, schedule)
 
 
 @dataclass
@@ -93,6 +96,7 @@ class RunningCoordinator:
     _clock: StudyClock | None = field(default=None, repr=False)
     metrics_port: int | None = None  # where /metrics is served, when it is
     _metrics_server: MetricsServer | None = field(default=None, repr=False)
+    round_clock: RoundClock | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -116,6 +120,8 @@ class RunningCoordinator:
             await self._announcer.stop()
         if self._clock is not None:
             await self._clock.stop()
+        if self.round_clock is not None:
+            await self.round_clock.stop()
         self.store.close()
         log.info("event=stopped")
 
@@ -136,9 +142,14 @@ def _bind(server: grpc.aio.Server, host: str, port: int, creds: grpc.ServerCrede
 
 
 async def start_coordinator(
-    config: CoordinatorConfig, document_check: DocumentCheck | None = None
+    config: CoordinatorConfig,
+    document_check: DocumentCheck | None = None,
+    round_clock_now: Callable[[], dt.datetime] | None = None,
 ) -> RunningCoordinator:
-    """Start both servers on ``config``'s ports (0 picks free ones) and return them."""
+    """Start both servers on ``config``'s ports (0 picks free ones) and return them.
+
+    ``round_clock_now`` is the round clock's time (the real one when None): a test's seam.
+    """
     home = CoordinatorHome(config.home)
     ca = home.load_ca()
     store = Store(config.db_url or home.database)
@@ -153,6 +164,14 @@ async def start_coordinator(
     book = StudyBook(store, network_policy)
     step = config.study_step_seconds
     clock = StudyClock(book, step, config.study_tick_seconds)
+    round_clock = RoundClock(
+        store,
+        ca,
+        network_policy,
+        announcer.refresh,
+        config.round_tick_seconds,
+        round_clock_now,
+    )
 
     health_servicer = health.aio.HealthServicer()
     metrics = CoordinatorMetrics(store)
@@ -164,9 +183,8 @@ async def start_coordinator(
     agent_pb2_grpc.add_AgentServicer_to_server(
         AgentServicer(store, ca, announcer, book, check, step, config.announce_poll_seconds), main
     )
-    admin_pb2_grpc.add_AdminServicer_to_server(
-        AdminServicer(store, ca, announcer, network_policy, book, step), main
-    )
+    admin_servicer = AdminServicer(store, ca, announcer, network_policy, book, step)
+    admin_pb2_grpc.add_AdminServicer_to_server(admin_servicer, main)
     admin_pb2_grpc.add_AnalystServicer_to_server(AnalystServicer(book), main)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, main)
     port = _bind(
@@ -186,6 +204,10 @@ async def start_coordinator(
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, enrol)
     enrol_port = _bind(enrol, config.host, config.enrol_port, server_credentials(key_pem, cert_pem))
+    # Agents reach the server by the name its certificate carries (``init --host``).
+    public = subject_of(cert_from_pem(home.server_cert.read_bytes())).common_name
+    admin_servicer.agent_address = f"[{public}]:{port}" if ":" in public else f"{public}:{port}"
+    admin_servicer.enrol_port = enrol_port
 
     metrics_server, metrics_port = None, None
     if config.metrics_port is not None:
@@ -197,6 +219,7 @@ async def start_coordinator(
             raise
     await announcer.start()
     await clock.start()
+    await round_clock.start()
     await main.start()
     await enrol.start()
     for name in ("", *SERVICE_NAMES):
@@ -222,6 +245,7 @@ async def start_coordinator(
         clock,
         metrics_port,
         metrics_server,
+        round_clock,
     )
 
 

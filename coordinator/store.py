@@ -21,12 +21,15 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from coordinator.round_states import PracticePart, RoundState, check_transition, takes_answers
 from coordinator.tables import (
     enrolment_tokens,
     practices,
     refusals,
     released_rows,
     round_definitions,
+    round_schedules,
+    round_waits,
     rounds,
     submissions,
 )
@@ -72,10 +75,10 @@ class PracticeRecord:
 
 @dataclass(frozen=True)
 class PracticeRoundState:
-    """Where one practice stands in a round: submitted, refused or pending."""
+    """Where one practice stands in a round: submitted, refused, pending, late or waiting."""
 
     practice_id: str
-    state: str
+    state: PracticePart
     at: dt.datetime | None = None
     detail: str = ""
 
@@ -86,8 +89,46 @@ class RoundStatus:
 
     round_id: str
     as_of: dt.date
-    state: str
+    state: RoundState
     practices: tuple[PracticeRoundState, ...]
+    deadline: dt.datetime | None = None
+    quorum: int = 0
+
+    @property
+    def submitted(self) -> int:
+        """How many practices have submitted."""
+        return sum(p.state is PracticePart.SUBMITTED for p in self.practices)
+
+    @property
+    def quorum_met(self) -> bool:
+        """Whether enough practices submitted for the round to count."""
+        return self.submitted >= self.quorum
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """One line of ``round list``: a round, its state and how many answered."""
+
+    round_id: str
+    as_of: dt.date
+    state: RoundState
+    deadline: dt.datetime | None
+    quorum: int
+    submitted: int
+    expected: int
+
+
+@dataclass(frozen=True)
+class RoundSchedule:
+    """The standard round the coordinator starts at every month end."""
+
+    deadline_days: int
+    quorum: int
+    last_as_of: dt.date | None
+
+
+# A practice counts as expected in a round while it holds a certificate not revoked.
+_ENROLLED = (practices.c.cert_fingerprint.is_not(None), practices.c.revoked.is_(False))
 
 
 def utc(value: dt.datetime) -> dt.datetime:
@@ -294,10 +335,14 @@ class Store:
                 rounds.insert().values(
                     round_id=round_.round_id,
                     as_of=round_.as_of,
-                    state="open",
+                    state=RoundState.OPEN.value,
                     policy_json=json.dumps(round_.policy.to_data(), sort_keys=True),
                     signature=round_.signature,
                     created_at_text=round_.created_at,
+                    deadline_text=round_.deadline,
+                    deadline=round_.deadline_at,
+                    quorum=round_.quorum,
+                    state_changed_at=now,
                     created_at=now,
                 )
             )
@@ -330,22 +375,22 @@ class Store:
             ).all()
         return _round(row, docs)
 
-    def round_state(self, round_id: str) -> str:
-        """``open`` or ``closed``; UnknownRound when there is no such round."""
+    def round_state(self, round_id: str) -> RoundState:
+        """Where a round stands; UnknownRound when there is no such round."""
         with self.engine.connect() as conn:
             state = conn.execute(
                 sa.select(rounds.c.state).where(rounds.c.round_id == round_id)
             ).scalar()
         if state is None:
             raise UnknownRound(f"there is no round {round_id}")
-        return str(state)
+        return RoundState(state)
 
     def open_round_ids(self) -> list[tuple[str, dt.date]]:
         """The ids and reference dates of open rounds, oldest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(rounds.c.round_id, rounds.c.as_of)
-                .where(rounds.c.state == "open")
+                .where(rounds.c.state == RoundState.OPEN.value)
                 .order_by(rounds.c.created_at, rounds.c.round_id)
             ).all()
         return [(r.round_id, r.as_of) for r in rows]
@@ -359,17 +404,130 @@ class Store:
         return {str(state): int(n) for state, n in rows}
 
     def close_round(self, round_id: str, now: dt.datetime) -> None:
-        """Close an open round; closing a closed round changes nothing."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                rounds.update()
-                .where(rounds.c.round_id == round_id, rounds.c.state == "open")
-                .values(state="closed", closed_at=now)
-            )
-            rounds_changed(conn)
-        self.round_state(round_id)
+        """Close an open or closing round; closing a closed round changes nothing."""
+        if self.round_state(round_id) is not RoundState.CLOSED:
+            self.set_round_state(round_id, RoundState.CLOSED, now)
 
-    # Submissions and refusals
+    def set_round_state(self, round_id: str, new: RoundState, now: dt.datetime) -> None:
+        """Move a round to ``new`` if ``check_transition`` allows it (RoundError if not)."""
+        old = self.round_state(round_id)
+        check_transition(round_id, old, new)
+        values: dict[str, object] = {"state": new.value, "state_changed_at": now}
+        if new is RoundState.CLOSED:
+            values["closed_at"] = now
+        with self.engine.begin() as conn:
+            # Compare-and-set: of two processes moving the same round, one wins.
+            done = conn.execute(
+                rounds.update()
+                .where(rounds.c.round_id == round_id, rounds.c.state == old.value)
+                .values(**values)
+            )
+            if done.rowcount == 1:
+                rounds_changed(conn)
+        if done.rowcount != 1:
+            raise RoundClosed(f"round {round_id} changed state meanwhile: look again")
+
+    def rounds_past_deadline(self, now: dt.datetime) -> list[tuple[str, RoundState]]:
+        """Open rounds whose deadline has passed, and closing rounds: the clock's work."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(rounds.c.round_id, rounds.c.state).where(
+                    sa.or_(
+                        sa.and_(
+                            rounds.c.state == RoundState.OPEN.value,
+                            rounds.c.deadline.is_not(None),
+                            rounds.c.deadline <= now,
+                        ),
+                        rounds.c.state == RoundState.CLOSING.value,
+                    )
+                )
+            ).all()
+        return [(r.round_id, RoundState(r.state)) for r in rows]
+
+    def list_rounds(self) -> list[RoundSummary]:
+        """Every round, newest first, with how many practices submitted of those enrolled."""
+        counts = (
+            sa.select(submissions.c.round_id, sa.func.count().label("n"))
+            .group_by(submissions.c.round_id)
+            .subquery()
+        )
+        with self.engine.connect() as conn:
+            expected = conn.execute(
+                sa.select(sa.func.count()).select_from(practices).where(*_ENROLLED)
+            ).scalar_one()
+            rows = conn.execute(
+                sa.select(rounds, counts.c.n)
+                .select_from(rounds.outerjoin(counts, counts.c.round_id == rounds.c.round_id))
+                .order_by(rounds.c.created_at.desc(), rounds.c.round_id)
+            ).all()
+        return [
+            RoundSummary(
+                r.round_id,
+                r.as_of,
+                RoundState(r.state),
+                None if r.deadline is None else utc(r.deadline),
+                int(r.quorum),
+                int(r.n or 0),
+                int(expected),
+            )
+            for r in rows
+        ]
+
+    def round_schedule(self, name: str) -> RoundSchedule | None:
+        """The schedule called ``name``, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(round_schedules).where(round_schedules.c.name == name)
+            ).first()
+        return None if row is None else RoundSchedule(row.deadline_days, row.quorum, row.last_as_of)
+
+    def set_round_schedule(
+        self, name: str, schedule: RoundSchedule | None, now: dt.datetime
+    ) -> None:
+        """Store (or with None remove) the schedule called ``name``."""
+        with self.engine.begin() as conn:
+            conn.execute(round_schedules.delete().where(round_schedules.c.name == name))
+            if schedule is not None:
+                conn.execute(
+                    round_schedules.insert().values(
+                        name=name,
+                        deadline_days=schedule.deadline_days,
+                        quorum=schedule.quorum,
+                        last_as_of=schedule.last_as_of,
+                        created_at=now,
+                    )
+                )
+
+    def claim_scheduled(self, name: str, last: dt.date | None, as_of: dt.date) -> bool:
+        """Mark the schedule's round for ``as_of`` started, if no other process did."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                round_schedules.update()
+                .where(
+                    round_schedules.c.name == name,
+                    round_schedules.c.last_as_of.is_(None)
+                    if last is None
+                    else round_schedules.c.last_as_of == last,
+                )
+                .values(last_as_of=as_of)
+            )
+        return done.rowcount == 1
+
+    def record_wait(self, round_id: str, practice_id: str, now: dt.datetime) -> None:
+        """Note that a practice's release for an open round awaits its approval."""
+        with self.engine.begin() as conn:
+            _require_answering(conn, round_id)
+            known = conn.execute(
+                sa.select(round_waits.c.since).where(
+                    round_waits.c.round_id == round_id, round_waits.c.practice_id == practice_id
+                )
+            ).first()
+            if known is None:
+                conn.execute(
+                    round_waits.insert().values(
+                        round_id=round_id, practice_id=practice_id, since=now
+                    )
+                )
 
     def record_submission(
         self,
@@ -388,15 +546,7 @@ class Store:
                 existing = self._existing(conn, receipt.round_id, receipt.practice_id)
                 if existing is not None:
                     return _same_or_conflict(existing, receipt.content_sha256)
-                state = conn.execute(
-                    sa.select(rounds.c.state)
-                    .where(rounds.c.round_id == receipt.round_id)
-                    .with_for_update()
-                ).scalar()
-                if state is None:
-                    raise UnknownRound(f"there is no round {receipt.round_id}")
-                if state != "open":
-                    raise RoundClosed(f"round {receipt.round_id} is closed")
+                _require_answering(conn, receipt.round_id, lock=True)
                 conn.execute(
                     submissions.insert().values(
                         submission_id=receipt.submission_id,
@@ -461,13 +611,7 @@ class Store:
     ) -> dt.datetime:
         """Record that a practice declined a round; a repeat keeps the first refusal."""
         with self.engine.begin() as conn:
-            state = conn.execute(
-                sa.select(rounds.c.state).where(rounds.c.round_id == round_id)
-            ).scalar()
-            if state is None:
-                raise UnknownRound(f"there is no round {round_id}")
-            if state != "open":
-                raise RoundClosed(f"round {round_id} is closed")
+            _require_answering(conn, round_id)
             if self._existing(conn, round_id, practice_id) is not None:
                 raise SubmissionConflict(f"round {round_id}: this practice already submitted")
             first = conn.execute(
@@ -484,8 +628,8 @@ class Store:
             )
         return now
 
-    def round_status(self, round_id: str) -> RoundStatus:
-        """A round's state and each practice's part: submitted, refused or pending."""
+    def round_status(self, round_id: str, now: dt.datetime | None = None) -> RoundStatus:
+        """A round's state and each practice's part (late: unanswered past the deadline)."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(rounds).where(rounds.c.round_id == round_id)).first()
             if row is None:
@@ -494,24 +638,35 @@ class Store:
                 sa.select(submissions).where(submissions.c.round_id == round_id)
             ).all()
             refs = conn.execute(sa.select(refusals).where(refusals.c.round_id == round_id)).all()
-            enrolled = conn.execute(
-                sa.select(practices.c.practice_id).where(
-                    practices.c.cert_fingerprint.is_not(None), practices.c.revoked.is_(False)
-                )
+            waits = conn.execute(
+                sa.select(round_waits).where(round_waits.c.round_id == round_id)
             ).all()
+            enrolled = conn.execute(sa.select(practices.c.practice_id).where(*_ENROLLED)).all()
+        deadline = None if row.deadline is None else utc(row.deadline)
+        past = deadline is not None and (now or dt.datetime.now(dt.UTC)) >= deadline
+        unanswered = PracticePart.LATE if past else PracticePart.PENDING
         states: dict[str, PracticeRoundState] = {
-            p.practice_id: PracticeRoundState(p.practice_id, "pending") for p in enrolled
+            p.practice_id: PracticeRoundState(p.practice_id, unanswered) for p in enrolled
         }
+        for w in waits:
+            states[w.practice_id] = PracticeRoundState(
+                w.practice_id, PracticePart.AWAITING_APPROVAL, utc(w.since)
+            )
         for r in refs:
             states[r.practice_id] = PracticeRoundState(
-                r.practice_id, "refused", utc(r.received_at), r.reason
+                r.practice_id, PracticePart.REFUSED, utc(r.received_at), r.reason
             )
         for s in subs:
             states[s.practice_id] = PracticeRoundState(
-                s.practice_id, "submitted", utc(s.received_at), s.content_sha256
+                s.practice_id, PracticePart.SUBMITTED, utc(s.received_at), s.content_sha256
             )
         return RoundStatus(
-            row.round_id, row.as_of, row.state, tuple(states[k] for k in sorted(states))
+            row.round_id,
+            row.as_of,
+            RoundState(row.state),
+            tuple(states[k] for k in sorted(states)),
+            deadline,
+            int(row.quorum),
         )
 
     def released_rows_frame(self, round_id: str) -> pd.DataFrame:
@@ -548,6 +703,16 @@ class Store:
             frame[name] = frame[name].astype("float64")
         frame["suppressed"] = frame["suppressed"].astype(bool)
         return frame
+
+
+def _require_answering(conn: sa.Connection, round_id: str, lock: bool = False) -> None:
+    """Raise unless the round exists and takes answers (``lock``: hold its row till commit)."""
+    query = sa.select(rounds.c.state).where(rounds.c.round_id == round_id)
+    state = conn.execute(query.with_for_update() if lock else query).scalar()
+    if state is None:
+        raise UnknownRound(f"there is no round {round_id}")
+    if not takes_answers(RoundState(state)):
+        raise RoundClosed(f"round {round_id} is {state}")
 
 
 def _usable(row: sa.Row[Any] | None, now: dt.datetime) -> str:
@@ -587,4 +752,6 @@ def _round(row: sa.Row[Any], docs: list[sa.Row[Any]]) -> Round:
         definitions=tuple(DefinitionDocument(d.indicator_id, d.content_hash, d.body) for d in docs),
         created_at=row.created_at_text,
         signature=row.signature,
+        deadline=row.deadline_text,
+        quorum=int(row.quorum),
     )

@@ -42,6 +42,29 @@ rounds = sa.Table(
     sa.Column("created_at_text", sa.String(40), nullable=False),
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("closed_at", _TS),
+    # The signed deadline, as text exactly as signed and as an instant to query by.
+    sa.Column("deadline_text", sa.String(40), nullable=False, server_default=""),
+    sa.Column("deadline", _TS),
+    sa.Column("quorum", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("state_changed_at", _TS),
+)
+# The standard month-end round the running coordinator starts by itself (issue 9).
+round_schedules = sa.Table(
+    "round_schedules",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("deadline_days", sa.Integer, nullable=False),
+    sa.Column("quorum", sa.Integer, nullable=False),
+    sa.Column("last_as_of", sa.Date),  # the month end of the last round it started
+    sa.Column("created_at", _TS, nullable=False),
+)
+# Practices whose release for a round waits for the practice's approval (never a value).
+round_waits = sa.Table(
+    "round_waits",
+    metadata,
+    sa.Column("round_id", sa.ForeignKey("rounds.round_id"), primary_key=True),
+    sa.Column("practice_id", sa.ForeignKey("practices.practice_id"), primary_key=True),
+    sa.Column("since", _TS, nullable=False),
 )
 round_definitions = sa.Table(
     "round_definitions",
@@ -197,6 +220,8 @@ __all__ = [
     "refusals",
     "released_rows",
     "round_definitions",
+    "round_schedules",
+    "round_waits",
     "rounds",
     "studies",
     "study_members",

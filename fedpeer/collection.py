@@ -28,6 +28,17 @@ RELEASE_FORMAT = "fedpeer.release/2"
 DECLINED = "declined under the practice's disclosure rules"
 
 
+def parse_instant(text: str) -> dt.datetime:
+    """An ISO 8601 instant with its zone (a Z or an offset); RoundError when it is not one."""
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise RoundError("not an ISO 8601 instant (e.g. 2026-12-31T17:00:00Z)") from None
+    if moment.tzinfo is None:
+        raise RoundError("an instant needs its time zone (e.g. a Z for UTC)")
+    return moment
+
+
 @dataclass(frozen=True)
 class DefinitionDocument:
     """One indicator definition, opaque bytes here, named by the SHA-256 of its body."""
@@ -56,10 +67,14 @@ class Round:
     definitions: tuple[DefinitionDocument, ...] = ()
     created_at: str = ""
     signature: bytes = b""
+    # When answers stop being taken (ISO 8601 UTC with a Z; "" for none), and how many
+    # practices must submit for the round to count (0 for no quorum).
+    deadline: str = ""
+    quorum: int = 0
 
     def manifest(self) -> dict[str, object]:
         """The canonical document the coordinator signs."""
-        return {
+        manifest: dict[str, object] = {
             "kind": "fedpeer.round/2",
             "round_id": self.round_id,
             "as_of": self.as_of.isoformat(),
@@ -67,6 +82,17 @@ class Round:
             "policy": self.policy.to_data(),
             "definitions": [{"id": d.id, "content_hash": d.content_hash} for d in self.definitions],
         }
+        # Only when set, so a round without them signs exactly the bytes it always did.
+        if self.deadline:
+            manifest["deadline"] = self.deadline
+        if self.quorum:
+            manifest["quorum"] = self.quorum
+        return manifest
+
+    @property
+    def deadline_at(self) -> dt.datetime | None:
+        """The deadline as an aware instant, or None; RoundError when it is not one."""
+        return parse_instant(self.deadline) if self.deadline else None
 
     @property
     def definition_hashes(self) -> tuple[str, ...]:
@@ -249,6 +275,10 @@ class UnknownRound(RoundError):
 
 class RoundClosed(RoundError):
     """The round is closed and takes no more submissions."""
+
+
+class DeadlinePassed(RoundClosed):
+    """The round's deadline has passed: it takes no more answers."""
 
 
 class SubmissionConflict(RoundError):

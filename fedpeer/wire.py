@@ -113,6 +113,8 @@ def round_to_proto(round_: Round) -> common_pb2.Round:
         definitions=[definition_to_proto(d) for d in round_.definitions],
         created_at=round_.created_at,
         signature=round_.signature,
+        deadline=round_.deadline,
+        quorum=round_.quorum,
     )
 
 
@@ -125,6 +127,8 @@ def round_from_proto(message: common_pb2.Round) -> Round:
         definitions=tuple(definition_from_proto(d) for d in message.definitions),
         created_at=message.created_at,
         signature=message.signature,
+        deadline=message.deadline,
+        quorum=message.quorum,
     )
 
 

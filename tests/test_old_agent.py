@@ -11,6 +11,7 @@ with a sentence saying what to upgrade.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import subprocess
@@ -70,6 +71,23 @@ def _old_stubs(commit: str, tmp: Path) -> Path:
     return stubs
 
 
+async def run_old_agent(stubs: Path, address: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``OLD_AGENT`` against ``address`` with the enrolled agent in ``home``."""
+    # Only the old stubs and grpc: not this checkout's fedpeer package.
+    env = {**os.environ, "PYTHONPATH": str(stubs)}
+    # In a thread: the coordinator serves on this test's event loop meanwhile.
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", OLD_AGENT, address]
+        + [str(home / n) for n in ("ca.crt", "agent.key", "agent.crt")],
+        capture_output=True,
+        text=True,
+        cwd=home.parent,
+        env=env,
+        timeout=120,
+    )
+
+
 async def test_an_agent_on_the_first_v1_stubs_is_served_and_told_what_to_upgrade(
     tmp_path: Path,
 ) -> None:
@@ -78,22 +96,12 @@ async def test_an_agent_on_the_first_v1_stubs_is_served_and_told_what_to_upgrade
     try:
         async with admin(running) as adm:
             token, _ = await adm.invite("OLD1", "Old Mill", "East")
-            round_ = await adm.start_round(AS_OF, DEFINITIONS)
+            # A round with a deadline and a quorum (fields the old stubs do not know).
+            deadline = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
+            round_ = await adm.start_round(AS_OF, DEFINITIONS, deadline, quorum=5)
         home = tmp_path / "agent"
         await enrol(running.address, running.enrol_port, token, home)
-        # Only the old stubs and grpc: not this checkout's fedpeer package.
-        env = {**os.environ, "PYTHONPATH": str(stubs)}
-        # In a thread: the coordinator serves on this test's event loop meanwhile.
-        result = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-c", OLD_AGENT, running.address]
-            + [str(home / n) for n in ("ca.crt", "agent.key", "agent.crt")],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=env,
-            timeout=120,
-        )
+        result = await run_old_agent(stubs, running.address, home)
     finally:
         await running.stop(0)
     assert result.returncode == 0, result.stderr

@@ -218,8 +218,10 @@ async def test_manual_approval_sends_nothing_until_approved_then_the_previewed_b
     site.write_policy("[disclosure]\nmanual_approval = true\n")
     round_ = await site.admin.start_round(AS_OF, ROUND_SET)
     waiting = _outcome(await site.run_once(), round_)
-    assert waiting.status == "failed" and "awaits the practice's approval" in waiting.detail
-    assert await site.state(round_.round_id) == ("pending", "")
+    assert waiting.status == "awaiting approval"
+    assert "awaits the practice's approval" in waiting.detail
+    # The coordinator hears that it waits, and nothing else.
+    assert await site.state(round_.round_id) == ("awaiting approval", "")
     assert site.stored(round_.round_id) == []
     assert site.agent().outbox.get(round_.round_id) is None
 
@@ -227,7 +229,7 @@ async def test_manual_approval_sends_nothing_until_approved_then_the_previewed_b
     assert "awaiting_approval" in output and "flu_vacc_65" in output
     previewed = _preview_bytes(output)
 
-    assert _outcome(await site.run_once(), round_).status == "failed"  # still waiting
+    assert _outcome(await site.run_once(), round_).status == "awaiting approval"  # still
     _airlock("approve", round_.round_id, "--home", str(site.home))
     outcome = _outcome(await site.run_once(), round_)
     assert outcome.status == "submitted", outcome.detail
@@ -242,7 +244,7 @@ async def test_a_rejected_release_reaches_the_coordinator_as_a_refusal_with_the_
 ) -> None:
     site.write_policy("[disclosure]\nmanual_approval = true\n")
     round_ = await site.admin.start_round(AS_OF, ROUND_SET)
-    assert _outcome(await site.run_once(), round_).status == "failed"
+    assert _outcome(await site.run_once(), round_).status == "awaiting approval"
     why = "the extract was taken before month-end coding was finished"
     _airlock("reject", round_.round_id, "--why", why, "--home", str(site.home))
 

@@ -463,8 +463,9 @@ async def test_re_enrolment_replaces_the_old_certificate(
 ) -> None:
     old = await _enrolled(coordinator, tmp_path, "T1")
     async with admin(coordinator) as adm:
-        token, _ = await adm.invite("T1", "Practice T1", "South")
-    await enrol(coordinator.address, coordinator.enrol_port, token, tmp_path / "T1-new")
+        # A token for an enrolled practice is issued only when asked to replace it.
+        made = await adm.invitation("T1", "Practice T1", "South", replace=True)
+    await enrol(coordinator.address, coordinator.enrol_port, made.token, tmp_path / "T1-new")
     channel, stub = _stub(old)
     async with channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -10,14 +10,16 @@ import grpc
 import pandas as pd
 
 from coordinator import ca as enrolment
-from coordinator import rounds
+from coordinator import round_clock, rounds
+from coordinator.round_states import RoundState
 from coordinator.services import domain_errors
 from coordinator.services.agent import RoundAnnouncer
 from coordinator.services.studies import AdminStudyMethods
-from coordinator.store import PracticeRecord, RoundStatus, Store
+from coordinator.store import PracticeRecord, RoundSchedule, RoundStatus, RoundSummary, Store
 from coordinator.studies import StudyBook
 from fedpeer import wire
-from fedpeer.errors import PolicyError
+from fedpeer.collection import parse_instant
+from fedpeer.errors import PolicyError, RoundError
 from fedpeer.identity import CertificateAuthority
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow
@@ -37,16 +39,46 @@ def _practice(record: PracticeRecord) -> admin_pb2.Practice:
     )
 
 
+def _instant(moment: dt.datetime | None) -> str:
+    return "" if moment is None else rounds.isoformat_z(moment)
+
+
+def _summary(summary: RoundSummary) -> admin_pb2.RoundSummary:
+    return admin_pb2.RoundSummary(
+        round_id=summary.round_id,
+        as_of=summary.as_of.isoformat(),
+        state=summary.state.value,
+        deadline=_instant(summary.deadline),
+        quorum=summary.quorum,
+        submitted=summary.submitted,
+        expected=summary.expected,
+    )
+
+
+def _schedule(schedule: RoundSchedule | None) -> admin_pb2.RoundScheduleSetting:
+    if schedule is None:
+        return admin_pb2.RoundScheduleSetting(enabled=False)
+    return admin_pb2.RoundScheduleSetting(
+        enabled=True,
+        deadline_days=schedule.deadline_days,
+        quorum=schedule.quorum,
+        last_as_of="" if schedule.last_as_of is None else schedule.last_as_of.isoformat(),
+    )
+
+
 def _status(status: RoundStatus) -> admin_pb2.RoundStatus:
     return admin_pb2.RoundStatus(
         round_id=status.round_id,
         as_of=status.as_of.isoformat(),
-        state=status.state,
+        state=status.state.value,
+        deadline=_instant(status.deadline),
+        quorum=status.quorum,
+        quorum_met=status.quorum_met,
         practices=[
             admin_pb2.PracticeRoundState(
                 practice_id=p.practice_id,
-                state=p.state,
-                at="" if p.at is None else rounds.isoformat_z(p.at),
+                state=p.state.value,
+                at=_instant(p.at),
                 detail=p.detail,
             )
             for p in status.practices
@@ -76,6 +108,10 @@ class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
         self._network_policy = network_policy
         self._studies = studies
         self._step_seconds = step_seconds
+        # Where agents reach this coordinator, told to practice IT with each token; the
+        # server sets them once its ports are bound.
+        self.agent_address = ""
+        self.enrol_port = 0
 
     @domain_errors
     async def CreateEnrolmentToken(
@@ -87,6 +123,7 @@ class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
             if request.valid_hours > 0
             else enrolment.DEFAULT_TOKEN_VALIDITY
         )
+        before = await asyncio.to_thread(self._store.practice, request.practice_id)
         token, expires = await asyncio.to_thread(
             enrolment.create_token,
             self._store,
@@ -95,10 +132,17 @@ class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
             request.name,
             request.locality,
             validity,
+            None,
+            request.replace,
         )
-        log.info("event=token_created practice=%s", request.practice_id)
+        enrolled = before is not None and before.cert_fingerprint and not before.revoked
+        log.info("event=token_created practice=%s replaces=%s", request.practice_id, enrolled)
         return admin_pb2.CreateEnrolmentTokenResponse(
-            token=token, expires_at=rounds.isoformat_z(expires)
+            token=token,
+            expires_at=rounds.isoformat_z(expires),
+            replaces_fingerprint=before.cert_fingerprint if enrolled and before else "",
+            agent_address=self.agent_address,
+            enrol_port=self.enrol_port,
         )
 
     @domain_errors
@@ -129,8 +173,16 @@ class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
                 "a round cannot set the disclosure policy: every round carries the network's"
             )
         definitions = [wire.definition_from_proto(d) for d in request.definitions]
+        deadline = parse_instant(request.deadline) if request.deadline else None
         round_ = await asyncio.to_thread(
-            rounds.start_round, self._store, self._ca, as_of, definitions, self._network_policy
+            rounds.start_round,
+            self._store,
+            self._ca,
+            as_of,
+            definitions,
+            self._network_policy,
+            deadline,
+            request.quorum,
         )
         await self._announcer.refresh()
         log.info("event=round_started round=%s as_of=%s", round_.round_id, as_of)
@@ -154,10 +206,68 @@ class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
         return _status(status)
 
     @domain_errors
+    async def ListRounds(
+        self, request: admin_pb2.ListRoundsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ListRoundsResponse:
+        """Every round, newest first."""
+        found = await asyncio.to_thread(self._store.list_rounds)
+        return admin_pb2.ListRoundsResponse(rounds=[_summary(r) for r in found])
+
+    async def _change(self, round_id: str, state: RoundState) -> admin_pb2.RoundStatus:
+        status = await asyncio.to_thread(rounds.change_round, self._store, round_id, state)
+        await self._announcer.refresh()  # a cancelled round is no longer announced
+        log.info("event=round_%s round=%s", state.value, round_id)
+        return _status(status)
+
+    @domain_errors
+    async def CancelRound(
+        self, request: admin_pb2.RoundRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RoundStatus:
+        """Cancel a round that is not yet published."""
+        return await self._change(request.round_id, RoundState.CANCELLED)
+
+    @domain_errors
+    async def PublishRound(
+        self, request: admin_pb2.RoundRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RoundStatus:
+        """Publish a closed round."""
+        return await self._change(request.round_id, RoundState.PUBLISHED)
+
+    @domain_errors
+    async def SetRoundSchedule(
+        self, request: admin_pb2.RoundScheduleSetting, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RoundScheduleSetting:
+        """Start (or with enabled false, stop) the standard round at every month end."""
+        if not request.enabled:
+            await asyncio.to_thread(
+                self._store.set_round_schedule, round_clock.MONTH_END, None, rounds.utc_now()
+            )
+            log.info("event=round_schedule_removed")
+            return _schedule(None)
+        schedule = await asyncio.to_thread(
+            round_clock.set_schedule, self._store, request.deadline_days, request.quorum
+        )
+        log.info(
+            "event=round_schedule_set days=%d quorum=%d", request.deadline_days, request.quorum
+        )
+        return _schedule(schedule)
+
+    @domain_errors
+    async def GetRoundSchedule(
+        self, request: admin_pb2.GetRoundScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RoundScheduleSetting:
+        """The month-end schedule, if there is one."""
+        found = await asyncio.to_thread(self._store.round_schedule, round_clock.MONTH_END)
+        return _schedule(found)
+
+    @domain_errors
     async def GetComparisons(
         self, request: admin_pb2.GetComparisonsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.GetComparisonsResponse:
-        """The released rows of a round, each with its practice."""
+        """The released rows of a round, each with its practice (none for a cancelled one)."""
+        state = await asyncio.to_thread(self._store.round_state, request.round_id)
+        if state is RoundState.CANCELLED:
+            raise RoundError(f"round {request.round_id} was cancelled: it is not compared")
         frame = await asyncio.to_thread(self._store.released_rows_frame, request.round_id)
         out = []
         for record in frame.to_dict("records"):

@@ -199,3 +199,15 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         )
         log.info("event=refusal practice=%s round=%s", practice_id, request.round_id)
         return agent_pb2.RefusalResponse(received_at=rounds.isoformat_z(at))
+
+    @domain_errors
+    async def ReportAwaitingApproval(
+        self, request: agent_pb2.AwaitingApprovalRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.AwaitingApprovalResponse:
+        """Note that the practice's release waits for its own approval (no value comes)."""
+        practice_id = calling_practice()
+        await asyncio.to_thread(
+            rounds.awaiting_approval, self._store, practice_id, request.round_id
+        )
+        log.info("event=awaiting_approval practice=%s round=%s", practice_id, request.round_id)
+        return agent_pb2.AwaitingApprovalResponse()

@@ -8,13 +8,13 @@ pooled results: never a practice's step.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 
 import grpc
 
 from coordinator import studies
+from coordinator.periodic import Periodic
 from coordinator.services import domain_errors
 from coordinator.services.auth import calling_certificate, calling_peer, calling_practice
 from coordinator.studies import SignedStep, StudyBook, StudyRecord
@@ -31,30 +31,15 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class StudyClock:
+class StudyClock(Periodic):
     """Moves aggregating studies on when a stage's time is up (one task per process)."""
 
     def __init__(self, book: StudyBook, step_seconds: float, tick_seconds: float) -> None:
-        self.book, self.step_seconds, self._tick = book, step_seconds, tick_seconds
-        self._task: asyncio.Task[None] | None = None
+        super().__init__("study_clock", tick_seconds, self._step)
+        self.book, self.step_seconds = book, step_seconds
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await asyncio.to_thread(studies.advance_all, self.book, _now(), self.step_seconds)
-            except Exception as exc:  # a store outage must not stop the clock for good
-                log.warning("event=study_clock_failed reason=%s", type(exc).__name__)
-            await asyncio.sleep(self._tick)
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def _step(self) -> None:
+        await asyncio.to_thread(studies.advance_all, self.book, _now(), self.step_seconds)
 
 
 def summary(book: StudyBook, record: StudyRecord) -> admin_pb2.StudySummary:

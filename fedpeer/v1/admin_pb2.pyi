@@ -68,11 +68,16 @@ class CreateEnrolmentTokenRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     LOCALITY_FIELD_NUMBER: _builtins.int
     VALID_HOURS_FIELD_NUMBER: _builtins.int
+    REPLACE_FIELD_NUMBER: _builtins.int
     practice_id: _builtins.str
     name: _builtins.str
     locality: _builtins.str
     valid_hours: _builtins.int
     """0 means the default (7 days)"""
+    replace: _builtins.bool
+    """For a practice already enrolled: issue the token anyway. Its agent keeps working
+    until the token is used; the certificate enrolled with it then replaces the old one.
+    """
     def __init__(
         self,
         *,
@@ -80,10 +85,11 @@ class CreateEnrolmentTokenRequest(_message.Message):
         name: _builtins.str = ...,
         locality: _builtins.str = ...,
         valid_hours: _builtins.int = ...,
+        replace: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["locality", b"locality", "name", b"name", "practice_id", b"practice_id", "valid_hours", b"valid_hours"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["locality", b"locality", "name", b"name", "practice_id", b"practice_id", "replace", b"replace", "valid_hours", b"valid_hours"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -95,17 +101,30 @@ class CreateEnrolmentTokenResponse(_message.Message):
 
     TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REPLACES_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    AGENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    ENROL_PORT_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     expires_at: _builtins.str
+    replaces_fingerprint: _builtins.str
+    """The certificate (SHA-256 fingerprint) the token will replace when used; empty when
+    the practice is not enrolled.
+    """
+    agent_address: _builtins.str
+    """What practice IT passes to `fedpeer-agent enrol`: --coordinator and --enrol-port."""
+    enrol_port: _builtins.int
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
         expires_at: _builtins.str = ...,
+        replaces_fingerprint: _builtins.str = ...,
+        agent_address: _builtins.str = ...,
+        enrol_port: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_address", b"agent_address", "enrol_port", b"enrol_port", "expires_at", b"expires_at", "replaces_fingerprint", b"replaces_fingerprint", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -173,6 +192,8 @@ class StartRoundRequest(_message.Message):
     STANDARD_FIELD_NUMBER: _builtins.int
     POLICY_FIELD_NUMBER: _builtins.int
     DEFINITIONS_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    QUORUM_FIELD_NUMBER: _builtins.int
     as_of: _builtins.str
     @_builtins.property
     @_deprecated("""This field has been marked as deprecated using proto field options.""")
@@ -188,6 +209,10 @@ class StartRoundRequest(_message.Message):
         standard is the agents' judgement from content hashes, never a flag.
         """
 
+    deadline: _builtins.str
+    """When the round stops taking answers (ISO 8601 UTC with a Z); empty for none."""
+    quorum: _builtins.int
+    """How many practices must submit for the round to count; 0 for none."""
     @_builtins.property
     @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def policy(self) -> _common_pb2.DisclosurePolicy:
@@ -202,10 +227,12 @@ class StartRoundRequest(_message.Message):
         standard: _builtins.bool = ...,
         policy: _common_pb2.DisclosurePolicy | None = ...,
         definitions: _abc.Iterable[_common_pb2.IndicatorDefinition] | None = ...,
+        deadline: _builtins.str = ...,
+        quorum: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "definitions", b"definitions", "policy", b"policy", "standard", b"standard"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "deadline", b"deadline", "definitions", b"definitions", "policy", b"policy", "quorum", b"quorum", "standard", b"standard"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -240,7 +267,7 @@ class PracticeRoundState(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     practice_id: _builtins.str
     state: _builtins.str
-    """submitted | refused | pending"""
+    """submitted | refused | pending | late | awaiting approval"""
     at: _builtins.str
     detail: _builtins.str
     """content sha256 or refusal reason"""
@@ -268,10 +295,17 @@ class RoundStatus(_message.Message):
     AS_OF_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     PRACTICES_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    QUORUM_FIELD_NUMBER: _builtins.int
+    QUORUM_MET_FIELD_NUMBER: _builtins.int
     round_id: _builtins.str
     as_of: _builtins.str
     state: _builtins.str
-    """open | closed"""
+    """open | closing | closed | published | cancelled"""
+    deadline: _builtins.str
+    """empty for none"""
+    quorum: _builtins.int
+    quorum_met: _builtins.bool
     @_builtins.property
     def practices(self) -> _containers.RepeatedCompositeFieldContainer[Global___PracticeRoundState]: ...
     def __init__(
@@ -281,14 +315,156 @@ class RoundStatus(_message.Message):
         as_of: _builtins.str = ...,
         state: _builtins.str = ...,
         practices: _abc.Iterable[Global___PracticeRoundState] | None = ...,
+        deadline: _builtins.str = ...,
+        quorum: _builtins.int = ...,
+        quorum_met: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "practices", b"practices", "round_id", b"round_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "deadline", b"deadline", "practices", b"practices", "quorum", b"quorum", "quorum_met", b"quorum_met", "round_id", b"round_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RoundStatus: _TypeAlias = RoundStatus  # noqa: Y015
+
+@_typing.final
+class RoundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUND_ID_FIELD_NUMBER: _builtins.int
+    round_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        round_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["round_id", b"round_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoundRequest: _TypeAlias = RoundRequest  # noqa: Y015
+
+@_typing.final
+class ListRoundsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRoundsRequest: _TypeAlias = ListRoundsRequest  # noqa: Y015
+
+@_typing.final
+class RoundSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUND_ID_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    QUORUM_FIELD_NUMBER: _builtins.int
+    SUBMITTED_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    round_id: _builtins.str
+    as_of: _builtins.str
+    state: _builtins.str
+    deadline: _builtins.str
+    """empty for none"""
+    quorum: _builtins.int
+    submitted: _builtins.int
+    expected: _builtins.int
+    """practices enrolled now"""
+    def __init__(
+        self,
+        *,
+        round_id: _builtins.str = ...,
+        as_of: _builtins.str = ...,
+        state: _builtins.str = ...,
+        deadline: _builtins.str = ...,
+        quorum: _builtins.int = ...,
+        submitted: _builtins.int = ...,
+        expected: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "deadline", b"deadline", "expected", b"expected", "quorum", b"quorum", "round_id", b"round_id", "state", b"state", "submitted", b"submitted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoundSummary: _TypeAlias = RoundSummary  # noqa: Y015
+
+@_typing.final
+class ListRoundsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUNDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rounds(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoundSummary]: ...
+    def __init__(
+        self,
+        *,
+        rounds: _abc.Iterable[Global___RoundSummary] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rounds", b"rounds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRoundsResponse: _TypeAlias = ListRoundsResponse  # noqa: Y015
+
+@_typing.final
+class GetRoundScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRoundScheduleRequest: _TypeAlias = GetRoundScheduleRequest  # noqa: Y015
+
+@_typing.final
+class RoundScheduleSetting(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    DEADLINE_DAYS_FIELD_NUMBER: _builtins.int
+    QUORUM_FIELD_NUMBER: _builtins.int
+    LAST_AS_OF_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """false: no schedule (setting it so removes the schedule)"""
+    deadline_days: _builtins.int
+    """the deadline, this many days after the round opens"""
+    quorum: _builtins.int
+    last_as_of: _builtins.str
+    """the month end of the last round it started (or would have)"""
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        deadline_days: _builtins.int = ...,
+        quorum: _builtins.int = ...,
+        last_as_of: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_days", b"deadline_days", "enabled", b"enabled", "last_as_of", b"last_as_of", "quorum", b"quorum"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoundScheduleSetting: _TypeAlias = RoundScheduleSetting  # noqa: Y015
 
 @_typing.final
 class CloseRoundRequest(_message.Message):

@@ -65,6 +65,31 @@ class AdminStub:
                 request_serializer=fedpeer_dot_v1_dot_admin__pb2.CloseRoundRequest.SerializeToString,
                 response_deserializer=fedpeer_dot_v1_dot_admin__pb2.RoundStatus.FromString,
                 _registered_method=True)
+        self.ListRounds = channel.unary_unary(
+                '/fedpeer.v1.Admin/ListRounds',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.ListRoundsRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.ListRoundsResponse.FromString,
+                _registered_method=True)
+        self.CancelRound = channel.unary_unary(
+                '/fedpeer.v1.Admin/CancelRound',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.RoundRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.RoundStatus.FromString,
+                _registered_method=True)
+        self.PublishRound = channel.unary_unary(
+                '/fedpeer.v1.Admin/PublishRound',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.RoundRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.RoundStatus.FromString,
+                _registered_method=True)
+        self.SetRoundSchedule = channel.unary_unary(
+                '/fedpeer.v1.Admin/SetRoundSchedule',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.RoundScheduleSetting.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.RoundScheduleSetting.FromString,
+                _registered_method=True)
+        self.GetRoundSchedule = channel.unary_unary(
+                '/fedpeer.v1.Admin/GetRoundSchedule',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.GetRoundScheduleRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.RoundScheduleSetting.FromString,
+                _registered_method=True)
         self.GetComparisons = channel.unary_unary(
                 '/fedpeer.v1.Admin/GetComparisons',
                 request_serializer=fedpeer_dot_v1_dot_admin__pb2.GetComparisonsRequest.SerializeToString,
@@ -136,6 +161,39 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CloseRound(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRounds(self, request, context):
+        """Every round with its state and how many answered, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRound(self, request, context):
+        """Cancel a round not yet published; publish a closed one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishRound(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRoundSchedule(self, request, context):
+        """The standard round the coordinator starts at every month end: set, remove, show.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRoundSchedule(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -217,6 +275,31 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.CloseRound,
                     request_deserializer=fedpeer_dot_v1_dot_admin__pb2.CloseRoundRequest.FromString,
                     response_serializer=fedpeer_dot_v1_dot_admin__pb2.RoundStatus.SerializeToString,
+            ),
+            'ListRounds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRounds,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.ListRoundsRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.ListRoundsResponse.SerializeToString,
+            ),
+            'CancelRound': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRound,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.RoundRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.RoundStatus.SerializeToString,
+            ),
+            'PublishRound': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishRound,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.RoundRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.RoundStatus.SerializeToString,
+            ),
+            'SetRoundSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRoundSchedule,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.RoundScheduleSetting.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.RoundScheduleSetting.SerializeToString,
+            ),
+            'GetRoundSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoundSchedule,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.GetRoundScheduleRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.RoundScheduleSetting.SerializeToString,
             ),
             'GetComparisons': grpc.unary_unary_rpc_method_handler(
                     servicer.GetComparisons,
@@ -416,6 +499,141 @@ class Admin:
             '/fedpeer.v1.Admin/CloseRound',
             fedpeer_dot_v1_dot_admin__pb2.CloseRoundRequest.SerializeToString,
             fedpeer_dot_v1_dot_admin__pb2.RoundStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRounds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/ListRounds',
+            fedpeer_dot_v1_dot_admin__pb2.ListRoundsRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.ListRoundsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRound(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/CancelRound',
+            fedpeer_dot_v1_dot_admin__pb2.RoundRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.RoundStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishRound(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/PublishRound',
+            fedpeer_dot_v1_dot_admin__pb2.RoundRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.RoundStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRoundSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/SetRoundSchedule',
+            fedpeer_dot_v1_dot_admin__pb2.RoundScheduleSetting.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.RoundScheduleSetting.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoundSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/GetRoundSchedule',
+            fedpeer_dot_v1_dot_admin__pb2.GetRoundScheduleRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.RoundScheduleSetting.FromString,
             options,
             channel_credentials,
             insecure,

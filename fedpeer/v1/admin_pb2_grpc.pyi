@@ -40,6 +40,14 @@ class AdminStub:
     StartRound: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StartRoundRequest, _common_pb2.Round]
     GetRoundStatus: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetRoundStatusRequest, _admin_pb2.RoundStatus]
     CloseRound: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CloseRoundRequest, _admin_pb2.RoundStatus]
+    ListRounds: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListRoundsRequest, _admin_pb2.ListRoundsResponse]
+    """Every round with its state and how many answered, newest first."""
+    CancelRound: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RoundRequest, _admin_pb2.RoundStatus]
+    """Cancel a round not yet published; publish a closed one."""
+    PublishRound: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RoundRequest, _admin_pb2.RoundStatus]
+    SetRoundSchedule: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RoundScheduleSetting, _admin_pb2.RoundScheduleSetting]
+    """The standard round the coordinator starts at every month end: set, remove, show."""
+    GetRoundSchedule: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetRoundScheduleRequest, _admin_pb2.RoundScheduleSetting]
     GetComparisons: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetComparisonsRequest, _admin_pb2.GetComparisonsResponse]
     """The released rows of a round, one per practice and indicator row."""
     CreateStudy: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateStudyRequest, _admin_pb2.StudySummary]
@@ -59,6 +67,14 @@ class AdminAsyncStub(AdminStub):
     StartRound: _aio.UnaryUnaryMultiCallable[_admin_pb2.StartRoundRequest, _common_pb2.Round]  # type: ignore[assignment]
     GetRoundStatus: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetRoundStatusRequest, _admin_pb2.RoundStatus]  # type: ignore[assignment]
     CloseRound: _aio.UnaryUnaryMultiCallable[_admin_pb2.CloseRoundRequest, _admin_pb2.RoundStatus]  # type: ignore[assignment]
+    ListRounds: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListRoundsRequest, _admin_pb2.ListRoundsResponse]  # type: ignore[assignment]
+    """Every round with its state and how many answered, newest first."""
+    CancelRound: _aio.UnaryUnaryMultiCallable[_admin_pb2.RoundRequest, _admin_pb2.RoundStatus]  # type: ignore[assignment]
+    """Cancel a round not yet published; publish a closed one."""
+    PublishRound: _aio.UnaryUnaryMultiCallable[_admin_pb2.RoundRequest, _admin_pb2.RoundStatus]  # type: ignore[assignment]
+    SetRoundSchedule: _aio.UnaryUnaryMultiCallable[_admin_pb2.RoundScheduleSetting, _admin_pb2.RoundScheduleSetting]  # type: ignore[assignment]
+    """The standard round the coordinator starts at every month end: set, remove, show."""
+    GetRoundSchedule: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetRoundScheduleRequest, _admin_pb2.RoundScheduleSetting]  # type: ignore[assignment]
     GetComparisons: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetComparisonsRequest, _admin_pb2.GetComparisonsResponse]  # type: ignore[assignment]
     """The released rows of a round, one per practice and indicator row."""
     CreateStudy: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateStudyRequest, _admin_pb2.StudySummary]  # type: ignore[assignment]
@@ -111,6 +127,44 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.CloseRoundRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.RoundStatus, _abc.Awaitable[_admin_pb2.RoundStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def ListRounds(
+        self,
+        request: _admin_pb2.ListRoundsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListRoundsResponse, _abc.Awaitable[_admin_pb2.ListRoundsResponse]]:
+        """Every round with its state and how many answered, newest first."""
+
+    @_abc_1.abstractmethod
+    def CancelRound(
+        self,
+        request: _admin_pb2.RoundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RoundStatus, _abc.Awaitable[_admin_pb2.RoundStatus]]:
+        """Cancel a round not yet published; publish a closed one."""
+
+    @_abc_1.abstractmethod
+    def PublishRound(
+        self,
+        request: _admin_pb2.RoundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RoundStatus, _abc.Awaitable[_admin_pb2.RoundStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def SetRoundSchedule(
+        self,
+        request: _admin_pb2.RoundScheduleSetting,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RoundScheduleSetting, _abc.Awaitable[_admin_pb2.RoundScheduleSetting]]:
+        """The standard round the coordinator starts at every month end: set, remove, show."""
+
+    @_abc_1.abstractmethod
+    def GetRoundSchedule(
+        self,
+        request: _admin_pb2.GetRoundScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RoundScheduleSetting, _abc.Awaitable[_admin_pb2.RoundScheduleSetting]]: ...
 
     @_abc_1.abstractmethod
     def GetComparisons(

@@ -216,6 +216,40 @@ class RefusalResponse(_message.Message):
 Global___RefusalResponse: _TypeAlias = RefusalResponse  # noqa: Y015
 
 @_typing.final
+class AwaitingApprovalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUND_ID_FIELD_NUMBER: _builtins.int
+    round_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        round_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["round_id", b"round_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AwaitingApprovalRequest: _TypeAlias = AwaitingApprovalRequest  # noqa: Y015
+
+@_typing.final
+class AwaitingApprovalResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AwaitingApprovalResponse: _TypeAlias = AwaitingApprovalResponse  # noqa: Y015
+
+@_typing.final
 class ListStudiesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -60,6 +60,11 @@ class AgentStub:
                 request_serializer=fedpeer_dot_v1_dot_agent__pb2.RefusalRequest.SerializeToString,
                 response_deserializer=fedpeer_dot_v1_dot_agent__pb2.RefusalResponse.FromString,
                 _registered_method=True)
+        self.ReportAwaitingApproval = channel.unary_unary(
+                '/fedpeer.v1.Agent/ReportAwaitingApproval',
+                request_serializer=fedpeer_dot_v1_dot_agent__pb2.AwaitingApprovalRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_agent__pb2.AwaitingApprovalResponse.FromString,
+                _registered_method=True)
         self.ListStudies = channel.unary_unary(
                 '/fedpeer.v1.Agent/ListStudies',
                 request_serializer=fedpeer_dot_v1_dot_agent__pb2.ListStudiesRequest.SerializeToString,
@@ -116,6 +121,13 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportAwaitingApproval(self, request, context):
+        """The practice's release for a round waits for its own approval; no value is sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListStudies(self, request, context):
         """Studies: secure aggregation, one signed step at a time.
         """
@@ -162,6 +174,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ReportRefusal,
                     request_deserializer=fedpeer_dot_v1_dot_agent__pb2.RefusalRequest.FromString,
                     response_serializer=fedpeer_dot_v1_dot_agent__pb2.RefusalResponse.SerializeToString,
+            ),
+            'ReportAwaitingApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportAwaitingApproval,
+                    request_deserializer=fedpeer_dot_v1_dot_agent__pb2.AwaitingApprovalRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_agent__pb2.AwaitingApprovalResponse.SerializeToString,
             ),
             'ListStudies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListStudies,
@@ -314,6 +331,33 @@ class Agent:
             '/fedpeer.v1.Agent/ReportRefusal',
             fedpeer_dot_v1_dot_agent__pb2.RefusalRequest.SerializeToString,
             fedpeer_dot_v1_dot_agent__pb2.RefusalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportAwaitingApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Agent/ReportAwaitingApproval',
+            fedpeer_dot_v1_dot_agent__pb2.AwaitingApprovalRequest.SerializeToString,
+            fedpeer_dot_v1_dot_agent__pb2.AwaitingApprovalResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,8 @@ class AgentStub:
     """
     ReportRefusal: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RefusalRequest, _agent_pb2.RefusalResponse]
     """The practice declines a round."""
+    ReportAwaitingApproval: _grpc.UnaryUnaryMultiCallable[_agent_pb2.AwaitingApprovalRequest, _agent_pb2.AwaitingApprovalResponse]
+    """The practice's release for a round waits for its own approval; no value is sent."""
     ListStudies: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ListStudiesRequest, _agent_pb2.ListStudiesResponse]
     """Studies: secure aggregation, one signed step at a time."""
     GetStudyStep: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetStudyStepRequest, _agent_pb2.StudyStepDocument]
@@ -66,6 +68,8 @@ class AgentAsyncStub(AgentStub):
     """
     ReportRefusal: _aio.UnaryUnaryMultiCallable[_agent_pb2.RefusalRequest, _agent_pb2.RefusalResponse]  # type: ignore[assignment]
     """The practice declines a round."""
+    ReportAwaitingApproval: _aio.UnaryUnaryMultiCallable[_agent_pb2.AwaitingApprovalRequest, _agent_pb2.AwaitingApprovalResponse]  # type: ignore[assignment]
+    """The practice's release for a round waits for its own approval; no value is sent."""
     ListStudies: _aio.UnaryUnaryMultiCallable[_agent_pb2.ListStudiesRequest, _agent_pb2.ListStudiesResponse]  # type: ignore[assignment]
     """Studies: secure aggregation, one signed step at a time."""
     GetStudyStep: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetStudyStepRequest, _agent_pb2.StudyStepDocument]  # type: ignore[assignment]
@@ -113,6 +117,14 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.RefusalResponse, _abc.Awaitable[_agent_pb2.RefusalResponse]]:
         """The practice declines a round."""
+
+    @_abc_1.abstractmethod
+    def ReportAwaitingApproval(
+        self,
+        request: _agent_pb2.AwaitingApprovalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.AwaitingApprovalResponse, _abc.Awaitable[_agent_pb2.AwaitingApprovalResponse]]:
+        """The practice's release for a round waits for its own approval; no value is sent."""
 
     @_abc_1.abstractmethod
     def ListStudies(

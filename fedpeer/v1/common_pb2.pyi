@@ -175,6 +175,8 @@ class Round(_message.Message):
     DEFINITIONS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    QUORUM_FIELD_NUMBER: _builtins.int
     round_id: _builtins.str
     as_of: _builtins.str
     @_builtins.property
@@ -196,6 +198,14 @@ class Round(_message.Message):
     """ECDSA P-256 SHA-256 signature by the coordinator CA over the canonical manifest
     (fedpeer.collection.Round.manifest).
     """
+    deadline: _builtins.str
+    """When the round stops taking answers (ISO 8601 UTC with a Z); empty for none. Part of
+    the signed manifest only when set.
+    """
+    quorum: _builtins.int
+    """How many practices must submit for the round to count; 0 for no quorum. Signed when
+    set.
+    """
     @_builtins.property
     def policy(self) -> Global___DisclosurePolicy: ...
     @_builtins.property
@@ -210,10 +220,12 @@ class Round(_message.Message):
         definitions: _abc.Iterable[Global___IndicatorDefinition] | None = ...,
         created_at: _builtins.str = ...,
         signature: _builtins.bytes = ...,
+        deadline: _builtins.str = ...,
+        quorum: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "created_at", b"created_at", "definitions", b"definitions", "policy", b"policy", "round_id", b"round_id", "signature", b"signature", "standard", b"standard"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "created_at", b"created_at", "deadline", b"deadline", "definitions", b"definitions", "policy", b"policy", "quorum", b"quorum", "round_id", b"round_id", "signature", b"signature", "standard", b"standard"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
