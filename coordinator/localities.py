@@ -13,6 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
+
+
+class Withheld(StrEnum):
+    """Why a group's value is not published."""
+
+    TOO_FEW = "too_few"  # fewer practices contributed than the group minimum
+    COMPLEMENTARY = "complementary"  # published, it would give a smaller withheld group away
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class GroupValue:
     published: bool
     note: str = ""
     rank: int | None = None  # among published groups of the same kind, 1 = best (or highest)
+    withheld: Withheld | None = None
 
 
 def withheld_note(contributing: int, group_minimum: int) -> str:
@@ -55,7 +64,8 @@ def group_value(
     """Pool a group's contributions, publishing only when enough practices contributed."""
     count = len({c.practice_id for c in contributions})
     if count < group_minimum:
-        return GroupValue(name, count, None, False, withheld_note(count, group_minimum))
+        note = withheld_note(count, group_minimum)
+        return GroupValue(name, count, None, False, note, withheld=Withheld.TOO_FEW)
     denominator = sum(c.denominator for c in contributions)
     if denominator <= 0:
         return GroupValue(name, count, None, True, "Nothing to pool: every denominator is zero.")
@@ -110,7 +120,13 @@ def complementary(groups: Sequence[GroupValue], group_minimum: int) -> list[Grou
         if withheld >= group_minimum:
             break
         g = result[i]
-        result[i] = replace(g, value=None, published=False, note=complementary_note(group_minimum))
+        result[i] = replace(
+            g,
+            value=None,
+            published=False,
+            note=complementary_note(group_minimum),
+            withheld=Withheld.COMPLEMENTARY,
+        )
         withheld += g.contributing
     return result
 

@@ -14,7 +14,7 @@ from coordinator.comparisons import (
     percentile_ranks,
 )
 from coordinator.funnel import FunnelStatus
-from coordinator.localities import Contribution, group_value, locality_values
+from coordinator.localities import Contribution, Withheld, group_value, locality_values
 
 
 def frame_of(rows: list[dict]) -> pd.DataFrame:
@@ -209,6 +209,10 @@ def test_a_small_withheld_locality_cannot_be_worked_out_by_subtraction() -> None
     }
     assert not groups["S"].published and "fewer than the minimum" in groups["S"].note
     assert not groups["N"].published and "cannot be worked out" in groups["N"].note
+    assert (groups["S"].withheld, groups["N"].withheld) == (
+        Withheld.TOO_FEW,
+        Withheld.COMPLEMENTARY,
+    )
     assert groups["M"].published and groups["M"].value == pytest.approx(0.1)
     # Withheld localities that already reach the minimum together need no company.
     big = {**locality_of, **{f"T{i}": "T" for i in range(3)}}

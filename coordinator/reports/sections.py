@@ -18,7 +18,7 @@ from coordinator.comparisons import (
     Comparison,
     IndicatorComparison,
 )
-from coordinator.localities import GroupValue
+from coordinator.localities import GroupValue, Withheld
 from coordinator.peers import FEATURE_LABELS, FEATURES
 from coordinator.reports import charts
 from coordinator.reports.history import policy_sentences
@@ -59,6 +59,8 @@ def group_cell(comparison: IndicatorComparison, group: GroupValue | None) -> Cel
     if group is None:
         return Cell("—", "not available")
     if not group.published:
+        if group.withheld is Withheld.COMPLEMENTARY:
+            return Cell("Withheld", "with a smaller withheld locality, which it would give away")
         contributed = "practice" if group.contributing == 1 else "practices"
         return Cell("Withheld", f"only {group.contributing} {contributed} contributed")
     return Cell(comparison.spec.format(group.value), f"{group.contributing} practices")

@@ -242,7 +242,7 @@ def side_by_side(
     width: int = 760,
 ) -> Markup:
     """Horizontal bars, one per practice, against a reference line (all practices)."""
-    label_w, bar_h, gap, top = 150, 24, 10, 8
+    label_w, bar_h, gap, top = 200, 24, 10, 8
     axis_h = 34
     plot_w = width - label_w - 90
     height = top + len(bars) * (bar_h + gap) + axis_h
