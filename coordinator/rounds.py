@@ -16,7 +16,7 @@ from cryptography import x509
 
 from coordinator.comparison_store import record_comparison
 from coordinator.release_check import check_document, verified_document
-from coordinator.store import RoundStatus, Store
+from coordinator.store import PendingSubmission, RoundStatus, Store
 from fedpeer.collection import (
     DefinitionDocument,
     Receipt,
@@ -72,7 +72,7 @@ def start_round(
     return signed
 
 
-def submit(
+def prepare_submission(
     store: Store,
     ca: CertificateAuthority,
     practice_id: str,
@@ -80,8 +80,8 @@ def submit(
     round_id: str,
     signed: SignedRelease,
     check: DocumentCheck | None = check_document,
-) -> Receipt:
-    """Verify, check and store a signed release; the signed receipt of record, after the commit."""
+) -> PendingSubmission:
+    """Verify and check a signed release and sign its receipt: ready to be stored."""
     round_ = store.round(round_id)
     document = verified_document(signed, sender, practice_id, round_)
     if check is not None:
@@ -95,7 +95,23 @@ def submit(
         content_sha256=signed.digest,
     )
     receipt = Receipt(**{**unsigned.__dict__, "signature": sign(ca.key, unsigned.document())})
-    return store.record_submission(receipt, signed, document, now)
+    return PendingSubmission(receipt, signed, document, now)
+
+
+def submit(
+    store: Store,
+    ca: CertificateAuthority,
+    practice_id: str,
+    sender: x509.Certificate,
+    round_id: str,
+    signed: SignedRelease,
+    check: DocumentCheck | None = check_document,
+) -> Receipt:
+    """Verify, check and store a signed release; the signed receipt of record, after the commit."""
+    pending = prepare_submission(store, ca, practice_id, sender, round_id, signed, check)
+    return store.record_submission(
+        pending.receipt, pending.signed, pending.document, pending.received_at
+    )
 
 
 def refuse(store: Store, practice_id: str, round_id: str, reason: str) -> dt.datetime:

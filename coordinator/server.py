@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from coordinator.announce import round_listener
 from coordinator.ca import CoordinatorHome
+from coordinator.group_commit import GroupCommit
 from coordinator.metrics import CoordinatorMetrics, MetricsInterceptor, MetricsServer
 from coordinator.release_check import check_document
 from coordinator.rounds import DocumentCheck
@@ -91,6 +92,7 @@ class RunningCoordinator:
     _health: health.aio.HealthServicer | None = field(default=None, repr=False)
     _announcer: RoundAnnouncer | None = field(default=None, repr=False)
     _clock: StudyClock | None = field(default=None, repr=False)
+    _writer: GroupCommit | None = field(default=None, repr=False)
     metrics_port: int | None = None  # where /metrics is served, when it is
     _metrics_server: MetricsServer | None = field(default=None, repr=False)
 
@@ -116,6 +118,8 @@ class RunningCoordinator:
             await self._announcer.stop()
         if self._clock is not None:
             await self._clock.stop()
+        if self._writer is not None:
+            await self._writer.stop()
         self.store.close()
         log.info("event=stopped")
 
@@ -147,6 +151,7 @@ async def start_coordinator(
     # against the fingerprint in its token before it trusts anything.
     cert_pem = home.server_cert.read_bytes() + ca.cert_pem
     announcer = RoundAnnouncer(store, config.announce_poll_seconds, round_listener(store))
+    writer = GroupCommit(store)
     network_policy = config.network_policy or home.network_policy()
     check = document_check or (check_document if config.check_releases else None)
 
@@ -162,7 +167,10 @@ async def start_coordinator(
         interceptors=[counted, VersionInterceptor(), AuthInterceptor(store)],
     )
     agent_pb2_grpc.add_AgentServicer_to_server(
-        AgentServicer(store, ca, announcer, book, check, step, config.announce_poll_seconds), main
+        AgentServicer(
+            store, ca, announcer, book, check, step, config.announce_poll_seconds, writer
+        ),
+        main,
     )
     admin_pb2_grpc.add_AdminServicer_to_server(
         AdminServicer(store, ca, announcer, network_policy, book, step), main
@@ -220,8 +228,9 @@ async def start_coordinator(
         health_servicer,
         announcer,
         clock,
-        metrics_port,
-        metrics_server,
+        _writer=writer,
+        metrics_port=metrics_port,
+        _metrics_server=metrics_server,
     )
 
 

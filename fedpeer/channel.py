@@ -30,6 +30,8 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # a round with many definitions, or a larg
 KEEPALIVE_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 10_000
 
+SERVER_QUEUE_SECONDS = 300  # longer than any agent's deadline: it times out first
+
 Options = list[tuple[str, int | str]]
 VERSION_HEADER = "fedpeer-version"
 # The coordinator's refusal of an old agent ends with these words (services.version).
@@ -65,6 +67,9 @@ def server_options() -> Options:
         ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.so_reuseport", 0),
+        # A call waits here until the server's event loop takes it up; gRPC's default of
+        # 30 s cancels calls (CANCELLED) in a burst of thousands of agents at once.
+        ("grpc.server_max_unrequested_time_in_server", SERVER_QUEUE_SECONDS),
     ]
 
 

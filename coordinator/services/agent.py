@@ -12,6 +12,8 @@ import grpc
 
 from coordinator import rounds
 from coordinator.announce import RoundListener
+from coordinator.background import stop_task
+from coordinator.group_commit import GroupCommit
 from coordinator.services import domain_errors, transient
 from coordinator.services.auth import (
     calling_certificate,
@@ -90,9 +92,7 @@ class RoundAnnouncer:
     async def stop(self) -> None:
         """Stop the background poller and the listener."""
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         self._tasks.clear()
 
 
@@ -108,8 +108,10 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         check: rounds.DocumentCheck | None = None,
         step_seconds: float = 300.0,
         recheck_seconds: float = 10.0,
+        writer: GroupCommit | None = None,
     ) -> None:
         self._store = store
+        self._writer = writer or GroupCommit(store)
         self._ca = ca
         self._announcer = announcer
         self._check = check
@@ -170,8 +172,8 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         """Verify and store the practice's signed release; the receipt only after the commit."""
         practice_id, sender = calling_practice(), calling_certificate()
         signed = wire.release_from_proto(request)
-        receipt = await asyncio.to_thread(
-            rounds.submit,
+        pending = await asyncio.to_thread(
+            rounds.prepare_submission,
             self._store,
             self._ca,
             practice_id,
@@ -180,6 +182,7 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
             signed,
             self._check,
         )
+        receipt = await self._writer.record(pending)
         log.info(
             "event=submission practice=%s round=%s sha256=%s",
             practice_id,
