@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -182,8 +184,9 @@ class Store:
         url = database_url(target)
         self.url = url
         self._rounds: dict[str, Round] = {}
-        # practice id -> (when read, record): the per-call enrolment check's recent reads.
-        self._practices: dict[str, tuple[float, PracticeRecord | None]] = {}
+        # (when read, practice id -> record): the per-call enrolment check's recent read.
+        self._practices: tuple[float, dict[str, PracticeRecord]] = (-math.inf, {})
+        self._practices_lock = threading.Lock()
         self._practice_epoch = 0
         try:
             if url.startswith("sqlite"):
@@ -272,33 +275,46 @@ class Store:
                 .where(practices.c.practice_id == practice_id)
                 .values(cert_fingerprint=cert_fingerprint, enrolled_at=now, revoked=False)
             )
-        self._forget_practice(practice_id)
+        self._forget_practices()
         return practice_id
 
     def practice(self, practice_id: str, max_age: float = 0.0) -> PracticeRecord | None:
         """One practice, or None; with ``max_age``, as read here at most that many seconds ago.
 
-        Enrolment and revocation through this store take effect at once whatever the age
-        (they forget what was read); through another process sharing the database, after
-        ``max_age`` at most.
+        With ``max_age`` every practice is read in one query and kept that long, so that
+        thousands of agents' calls do not each read the database. Enrolment and
+        revocation through this store take effect at once whatever the age (they forget
+        what was read); through another process sharing the database, within ``max_age``.
         """
         if max_age > 0:
-            hit = self._practices.get(practice_id)
-            if hit is not None and time.monotonic() - hit[0] < max_age:
-                return hit[1]
-        epoch, read_at = self._practice_epoch, time.monotonic()
+            return self._recent_practices(max_age).get(practice_id)
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(practices).where(practices.c.practice_id == practice_id)
             ).first()
-        record = None if row is None else _practice(row)
-        if epoch == self._practice_epoch:  # nothing changed here while it was read
-            self._practices[practice_id] = (read_at, record)
-        return record
+        return None if row is None else _practice(row)
 
-    def _forget_practice(self, practice_id: str) -> None:
+    def practices_fresh(self, max_age: float) -> bool:
+        """True when ``practice(..., max_age)`` would answer from memory, without a query."""
+        return time.monotonic() - self._practices[0] < max_age
+
+    def _recent_practices(self, max_age: float) -> dict[str, PracticeRecord]:
+        read_at, records = self._practices
+        if time.monotonic() - read_at < max_age:
+            return records
+        with self._practices_lock:  # one reader; the others wait for its answer
+            read_at, records = self._practices
+            if time.monotonic() - read_at < max_age:
+                return records
+            epoch, read_at = self._practice_epoch, time.monotonic()
+            records = {r.practice_id: r for r in self.list_practices()}
+            if epoch == self._practice_epoch:  # nothing changed here while it was read
+                self._practices = (read_at, records)
+            return records
+
+    def _forget_practices(self) -> None:
         self._practice_epoch += 1
-        self._practices.pop(practice_id, None)
+        self._practices = (-math.inf, {})
 
     def list_practices(self) -> list[PracticeRecord]:
         """Every practice, by id."""
@@ -316,7 +332,7 @@ class Store:
             )
             if done.rowcount != 1:
                 raise StoreError(f"no practice {practice_id}")
-        self._forget_practice(practice_id)
+        self._forget_practices()
         record = self.practice(practice_id)
         assert record is not None
         return record

@@ -27,7 +27,7 @@ from fedpeer.collection import RoundClosed, SubmissionConflict, UnknownRound
 from fedpeer.identity import CertificateAuthority, generate_key, key_to_pem, make_csr
 from fedpeer.release import ResultRow
 from fedpeer.signing import verify
-from fedpeer.v1 import agent_pb2_grpc
+from fedpeer.v1 import agent_pb2, agent_pb2_grpc
 
 PRACTICES = 200
 RESENT = range(0, 50)  # these send the same content twice at once
@@ -148,3 +148,26 @@ def test_a_batch_is_judged_item_by_item(tmp_path: Path) -> None:
     assert again[0] == first.receipt and isinstance(again[1], SubmissionConflict)
     assert len(store.released_rows_frame(round_.round_id)) == 2 * len(rows_for("P1"))
     store.close()
+
+
+async def test_revocation_applies_at_once_though_enrolment_is_cached(tmp_path: Path) -> None:
+    """The per-call enrolment check reads all practices at once and keeps them a moment;
+    revoking through the coordinator forgets them, so the very next call is refused."""
+    running = await start(tmp_path / "coord")
+    try:
+        (ident,) = await enrol_many(running, tmp_path, 1)
+        async with admin(running) as adm:
+            round_ = await adm.start_round(AS_OF, DEFINITIONS)
+            async with secure_channel(
+                running.address, ident.ca_pem, ident.key_pem, ident.cert_pem
+            ) as channel:
+                stub = agent_pb2_grpc.AgentStub(channel)
+                request = agent_pb2.GetRoundRequest(round_id=round_.round_id)
+                await stub.GetRound(request)  # served: the practices are now cached
+                await adm.revoke(ident.practice_id)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.GetRound(request)
+                assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert "revoked" in (refused.value.details() or "")
+    finally:
+        await running.stop(0)

@@ -19,7 +19,7 @@ from coordinator.services.auth import (
     calling_certificate,
     calling_peer,
     calling_practice,
-    not_enrolled,
+    enrolment_refusal,
 )
 from coordinator.services.studies import AgentStudyMethods
 from coordinator.store import Store
@@ -136,7 +136,7 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
                 await asyncio.wait_for(changed.wait(), self._recheck_seconds)
             # A practice revoked (or enrolled again elsewhere) loses its open stream too.
             try:
-                refused = await asyncio.to_thread(not_enrolled, self._store, peer)
+                refused = await enrolment_refusal(self._store, peer)
             except Exception as exc:
                 if not transient(exc):
                     raise
