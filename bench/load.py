@@ -225,7 +225,7 @@ def worker(conn: Any, address: str, ca_pem: bytes, identities: list[dict[str, An
                 conn.send("ok")
             elif command == "wait":  # until every agent has this round: the latest arrival
                 try:
-                    await asyncio.wait_for(agents.arrived[arg].wait(), 90)
+                    await asyncio.wait_for(agents.arrived[arg].wait(), 900)
                 except TimeoutError:
                     seen, ended = len(agents.seen[arg]), dict(agents.stream_ends)
                     conn.send(f"only {seen} of {len(identities)} had the round; ended {ended}")
@@ -373,7 +373,7 @@ def measure(n: int, db: str, workers: int) -> dict[str, Any]:
             )
             started = time.time()
             announce_s = max(ask(conns, "wait", second.round_id)) - started
-            go = time.time() + 5.0  # time for every worker to prepare its releases
+            go = time.time() + 10.0  # time for every worker to prepare its releases
             for conn in conns:
                 conn.send(("submit", (second.round_id, go)))
             time.sleep(max(0.0, go - time.time() - 0.5))
