@@ -82,7 +82,18 @@ def prepare_submission(
     check: DocumentCheck | None = check_document,
 ) -> PendingSubmission:
     """Verify and check a signed release and sign its receipt: ready to be stored."""
-    round_ = store.round(round_id)
+    return prepare_release(ca, practice_id, sender, store.round(round_id), signed, check)
+
+
+def prepare_release(
+    ca: CertificateAuthority,
+    practice_id: str,
+    sender: x509.Certificate,
+    round_: Round,
+    signed: SignedRelease,
+    check: DocumentCheck | None = check_document,
+) -> PendingSubmission:
+    """``prepare_submission`` for a round already read: CPU only, no database."""
     document = verified_document(signed, sender, practice_id, round_)
     if check is not None:
         check(document, round_)  # raises; nothing is stored for a release that fails it

@@ -369,6 +369,10 @@ class Store:
                 )
             rounds_changed(conn)
 
+    def cached_round(self, round_id: str) -> Round | None:
+        """A round already read by this store (no database call), or None."""
+        return self._rounds.get(round_id)
+
     def round(self, round_id: str) -> Round:
         """A round with its definitions; UnknownRound when there is none."""
         # A round is signed once and never changes (only its state does, read apart from
