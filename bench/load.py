@@ -297,6 +297,17 @@ async def enrol_all(home: Path, address: str, enrol_port: int, n: int) -> list[d
     return sorted(identities, key=lambda d: d["i"])
 
 
+def stop_coordinator(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as systemd stops it; once more if it is still there after 30 s (it is noted)."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        print("# the coordinator needed a second SIGTERM to stop", file=sys.stderr)
+        proc.terminate()
+        proc.wait(30)
+
+
 def postgres_database() -> tuple[str, str]:
     """A private PostgreSQL database for one run: its name and URL."""
     import sqlalchemy as sa
@@ -395,8 +406,7 @@ def measure(n: int, db: str, workers: int) -> dict[str, Any]:
                 p.join(10)
                 if p.is_alive():
                     p.kill()
-            proc.terminate()
-            proc.wait(30)
+            stop_coordinator(proc)
             if pg_name:
                 drop_postgres_database(pg_name)
     return {
