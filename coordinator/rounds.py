@@ -72,19 +72,6 @@ def start_round(
     return signed
 
 
-def prepare_submission(
-    store: Store,
-    ca: CertificateAuthority,
-    practice_id: str,
-    sender: x509.Certificate,
-    round_id: str,
-    signed: SignedRelease,
-    check: DocumentCheck | None = check_document,
-) -> PendingSubmission:
-    """Verify and check a signed release and sign its receipt: ready to be stored."""
-    return prepare_release(ca, practice_id, sender, store.round(round_id), signed, check)
-
-
 def prepare_release(
     ca: CertificateAuthority,
     practice_id: str,
@@ -93,7 +80,7 @@ def prepare_release(
     signed: SignedRelease,
     check: DocumentCheck | None = check_document,
 ) -> PendingSubmission:
-    """``prepare_submission`` for a round already read: CPU only, no database."""
+    """Verify and check a signed release for ``round_`` and sign its receipt: CPU only."""
     document = verified_document(signed, sender, practice_id, round_)
     if check is not None:
         check(document, round_)  # raises; nothing is stored for a release that fails it
@@ -119,7 +106,7 @@ def submit(
     check: DocumentCheck | None = check_document,
 ) -> Receipt:
     """Verify, check and store a signed release; the signed receipt of record, after the commit."""
-    pending = prepare_submission(store, ca, practice_id, sender, round_id, signed, check)
+    pending = prepare_release(ca, practice_id, sender, store.round(round_id), signed, check)
     return store.record_submission(
         pending.receipt, pending.signed, pending.document, pending.received_at
     )

@@ -126,7 +126,7 @@ def test_a_batch_is_judged_item_by_item(tmp_path: Path) -> None:
         key, cert = keys[pid]
         ident = AgentIdentity(pid, "", key_to_pem(key), b"", ca.cert_pem)
         signed = wire.release_from_proto(signed_request(ident, round_, rows))
-        ready = rounds.prepare_submission(store, ca, pid, cert, round_.round_id, signed, None)
+        ready = rounds.prepare_release(ca, pid, cert, round_, signed, None)
         if round_id is None:
             return ready
         return dataclasses.replace(
