@@ -11,7 +11,8 @@ enrolled through the enrolment port, each with its own key and certificate (keys
 cached in ``bench/out/load-keys``). ``--workers`` client processes then hold N agents,
 each on its own mutual-TLS channel following ``WatchRounds``. Reported:
 
-* **RSS**: the coordinator's VmRSS once all N follow a first round;
+* **RSS**: the coordinator's VmRSS once all N follow a first round, and its CPU use
+  (share of one core) over 20 s of them all waiting;
 * **announce**: from ``StartRound`` returning to the last of the N receiving the round;
 * **submissions/s**: all N send a signed release together (rows in the agent's
   ``ReleaseDocument``, signed with ``fedpeer.signing``; every receipt is checked as the
@@ -76,6 +77,7 @@ KEYS = OUT / "load-keys"
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"
 INDICATORS = ("dm_hba1c_le58", "dna_rate", "profile.list_size")
 CALL_TIMEOUT = 60.0
+IDLE_SECONDS = 20.0  # longer than the streams' re-check of enrolment (5 s) and the cache (2 s)
 
 
 def free_port() -> int:
@@ -379,6 +381,9 @@ def measure(n: int, db: str, workers: int) -> dict[str, Any]:
             connect_s = time.monotonic() - t
             time.sleep(2)  # let allocations settle before reading RSS
             rss_held = proc_status(proc.pid, "VmRSS")
+            idle0 = cpu_seconds(proc.pid)
+            time.sleep(IDLE_SECONDS)  # every agent connected and waiting: what does that cost?
+            idle_cpu = (cpu_seconds(proc.pid) - idle0) / IDLE_SECONDS
             second = asyncio.run(
                 admin_call(home, address, "start_round", last_month_end(), definitions())
             )
@@ -417,6 +422,7 @@ def measure(n: int, db: str, workers: int) -> dict[str, Any]:
         "rss_idle_mib": rss_idle / 1024,
         "rss_held_mib": rss_held / 1024,
         "rss_peak_mib": rss_peak / 1024,
+        "idle_cpu": idle_cpu,
         "announce_s": announce_s,
         "submit_s": took,
         "per_s": n / took,
@@ -438,15 +444,16 @@ def main() -> None:
         f" grpcio {grpc.__version__}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, db={args.db}"
     )
     print(
-        "| agents | held RSS (MiB) | peak RSS | round reaches all | submissions/s |"
-        " stored | statuses | coordinator CPU/submission |"
+        "| agents | held RSS (MiB) | CPU while held | peak RSS | round reaches all |"
+        " submissions/s | stored | statuses | coordinator CPU/submission |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in args.agents:
         r = measure(n, args.db, args.workers)
         codes = ", ".join(f"{k} {v}" for k, v in sorted(r["codes"].items()))
         print(
-            f"| {n:,} | {r['rss_held_mib']:.0f} | {r['rss_peak_mib']:.0f} |"
+            f"| {n:,} | {r['rss_held_mib']:.0f} | {100 * r['idle_cpu']:.1f}% |"
+            f" {r['rss_peak_mib']:.0f} |"
             f" {r['announce_s']:.2f} s | {r['per_s']:.0f} | {r['stored']:,} | {codes} |"
             f" {r['cpu_ms']:.2f} ms |",
             flush=True,
