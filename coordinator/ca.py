@@ -9,8 +9,10 @@ only the SHA-256 of a token, and a token works once, before it expires.
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
 import os
+import sys
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from fedpeer.identity import (
     cert_from_pem,
     cert_to_pem,
     fingerprint,
+    key_from_pem,
+    key_is_encrypted,
     key_to_pem,
     new_token,
     parse_token,
@@ -32,6 +36,7 @@ from fedpeer.identity import (
 from fedpeer.policy import DisclosurePolicy, policy_from_table
 
 DEFAULT_TOKEN_VALIDITY = dt.timedelta(days=7)
+CA_PASSPHRASE_ENV = "FEDPEER_CA_PASSPHRASE"  # opens an encrypted CA key without a prompt
 PRACTICE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
@@ -96,13 +101,28 @@ class CoordinatorHome:
             raise PolicyError(f"{self.network_file}: not valid TOML ({exc})") from None
         return policy_from_table(data.get("disclosure", {}), str(self.network_file))
 
-    def load_ca(self) -> CertificateAuthority:
-        """The CA; IdentityError when the home was not initialised."""
+    def load_ca(self, passphrase: bytes | None = None) -> CertificateAuthority:
+        """The CA; its key opened with ``passphrase``, else ``FEDPEER_CA_PASSPHRASE``, else asked.
+
+        IdentityError when the home was not initialised or the passphrase is wrong.
+        """
         if not self.ca_key.exists() or not self.ca_cert.exists():
             raise IdentityError(
                 f"{self.root} holds no coordinator CA: run `fedpeer-coordinator init` first"
             )
-        return CertificateAuthority.from_pem(self.ca_key.read_bytes(), self.ca_cert.read_bytes())
+        key_pem = self.ca_key.read_bytes()
+        if key_is_encrypted(key_pem) and not passphrase:
+            passphrase = ca_passphrase(f"the passphrase of {self.ca_key}")
+            if not passphrase:
+                raise IdentityError(
+                    f"{self.ca_key} is encrypted: set {CA_PASSPHRASE_ENV} to its passphrase"
+                    " or start the coordinator in a terminal to be asked for it"
+                )
+        try:
+            key = key_from_pem(key_pem, passphrase)
+        except IdentityError as exc:
+            raise IdentityError(f"{self.ca_key}: {exc}") from None
+        return CertificateAuthority(key, cert_from_pem(self.ca_cert.read_bytes()))
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -112,14 +132,30 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def init_home(root: Path, hosts: Iterable[str] = ()) -> CoordinatorHome:
-    """Create a CA, a server certificate for ``hosts`` and an admin certificate in ``root``."""
+def ca_passphrase(prompt: str) -> bytes | None:
+    """The CA key's passphrase: ``FEDPEER_CA_PASSPHRASE`` if set, else asked in a terminal."""
+    given = os.environ.get(CA_PASSPHRASE_ENV)
+    if given:
+        return given.encode("utf-8")
+    if sys.stdin is not None and sys.stdin.isatty():
+        return getpass.getpass(f"{prompt}: ").encode("utf-8") or None
+    return None
+
+
+def init_home(
+    root: Path, hosts: Iterable[str] = (), passphrase: bytes | None = None
+) -> CoordinatorHome:
+    """Create a CA, a server certificate for ``hosts`` and an admin certificate in ``root``.
+
+    With ``passphrase`` the CA key is stored encrypted under it (the best encryption
+    ``cryptography`` offers); the coordinator then needs it to start.
+    """
     home = CoordinatorHome(root)
     if home.ca_key.exists():
         raise IdentityError(f"{root} already holds a coordinator CA; not overwriting it")
     root.mkdir(parents=True, exist_ok=True)
     ca = CertificateAuthority.create()
-    _write_private(home.ca_key, key_to_pem(ca.key))
+    _write_private(home.ca_key, key_to_pem(ca.key, passphrase))
     home.ca_cert.write_bytes(ca.cert_pem)
     server_key, server_cert = ca.issue_server(hosts)
     _write_private(home.server_key, key_to_pem(server_key))

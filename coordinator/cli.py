@@ -22,7 +22,7 @@ from rich.table import Column, Table
 from coordinator import cli_rounds
 from coordinator.admin_client import AdminClient, recorded_address, rows_frame
 from coordinator.backup import backup, restore
-from coordinator.ca import CoordinatorHome, init_home
+from coordinator.ca import CA_PASSPHRASE_ENV, CoordinatorHome, ca_passphrase, init_home
 from coordinator.cli_report import report_command
 from coordinator.cli_stats import stats_app
 from coordinator.comparisons import build_comparison
@@ -44,6 +44,7 @@ from fedpeer.cli_support import (
 )
 from fedpeer.collection import DefinitionDocument
 from fedpeer.definitions import load_definition, serialize
+from fedpeer.errors import IdentityError
 from fedpeer.identity import cert_to_pem, key_to_pem
 from fedpeer.studies import Study
 from fedpeer.v1 import admin_pb2
@@ -127,9 +128,17 @@ def init(
     host: list[str] = typer.Option(
         [], "--host", help="Extra name or address agents use to reach the server (repeatable)."
     ),
+    encrypt_ca: bool = typer.Option(
+        False,
+        "--encrypt-ca",
+        help="Encrypt the CA key with a passphrase (FEDPEER_CA_PASSPHRASE, else asked).",
+    ),
 ) -> None:
     """Create the CA, the server and admin certificates, and the SQLite store."""
-    coord_home = init_home(home, host)
+    passphrase = ca_passphrase("a passphrase for the CA key") if encrypt_ca else None
+    if encrypt_ca and not passphrase:
+        raise IdentityError(f"--encrypt-ca needs a passphrase: set {CA_PASSPHRASE_ENV}")
+    coord_home = init_home(home, host, passphrase)
     Store(coord_home.database).close()
     console.print(f"Initialised coordinator home {home}")
     console.print(f"  CA certificate  {coord_home.ca_cert}")

@@ -21,7 +21,7 @@ from cryptography import x509
 from coordinator.comparison_store import record_comparison
 from coordinator.release_check import check_document, verified_document
 from coordinator.round_states import RoundState
-from coordinator.store import RoundStatus, Store
+from coordinator.store import PendingSubmission, RoundStatus, Store
 from fedpeer.collection import (
     DeadlinePassed,
     DefinitionDocument,
@@ -105,17 +105,15 @@ def _check_deadline(round_: Round, now: dt.datetime) -> None:
         )
 
 
-def submit(
-    store: Store,
+def prepare_release(
     ca: CertificateAuthority,
     practice_id: str,
     sender: x509.Certificate,
-    round_id: str,
+    round_: Round,
     signed: SignedRelease,
     check: DocumentCheck | None = check_document,
-) -> Receipt:
-    """Verify, check and store a signed release; the signed receipt of record, after the commit."""
-    round_ = store.round(round_id)
+) -> PendingSubmission:
+    """Verify and check a signed release for ``round_`` and sign its receipt: CPU only."""
     _check_deadline(round_, _now())
     document = verified_document(signed, sender, practice_id, round_)
     if check is not None:
@@ -129,7 +127,23 @@ def submit(
         content_sha256=signed.digest,
     )
     receipt = Receipt(**{**unsigned.__dict__, "signature": sign(ca.key, unsigned.document())})
-    return store.record_submission(receipt, signed, document, now)
+    return PendingSubmission(receipt, signed, document, now)
+
+
+def submit(
+    store: Store,
+    ca: CertificateAuthority,
+    practice_id: str,
+    sender: x509.Certificate,
+    round_id: str,
+    signed: SignedRelease,
+    check: DocumentCheck | None = check_document,
+) -> Receipt:
+    """Verify, check and store a signed release; the signed receipt of record, after the commit."""
+    pending = prepare_release(ca, practice_id, sender, store.round(round_id), signed, check)
+    return store.record_submission(
+        pending.receipt, pending.signed, pending.document, pending.received_at
+    )
 
 
 def refuse(store: Store, practice_id: str, round_id: str, reason: str) -> dt.datetime:

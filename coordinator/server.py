@@ -28,6 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from coordinator.announce import round_listener
 from coordinator.ca import CoordinatorHome
+from coordinator.group_commit import GroupCommit
 from coordinator.metrics import CoordinatorMetrics, MetricsInterceptor, MetricsServer
 from coordinator.release_check import check_document
 from coordinator.round_clock import RoundClock
@@ -94,6 +95,7 @@ class RunningCoordinator:
     _health: health.aio.HealthServicer | None = field(default=None, repr=False)
     _announcer: RoundAnnouncer | None = field(default=None, repr=False)
     _clock: StudyClock | None = field(default=None, repr=False)
+    _writer: GroupCommit | None = field(default=None, repr=False)
     metrics_port: int | None = None  # where /metrics is served, when it is
     _metrics_server: MetricsServer | None = field(default=None, repr=False)
     round_clock: RoundClock | None = field(default=None, repr=False)
@@ -122,6 +124,8 @@ class RunningCoordinator:
             await self._clock.stop()
         if self.round_clock is not None:
             await self.round_clock.stop()
+        if self._writer is not None:
+            await self._writer.stop()
         self.store.close()
         log.info("event=stopped")
 
@@ -158,6 +162,7 @@ async def start_coordinator(
     # against the fingerprint in its token before it trusts anything.
     cert_pem = home.server_cert.read_bytes() + ca.cert_pem
     announcer = RoundAnnouncer(store, config.announce_poll_seconds, round_listener(store))
+    writer = GroupCommit(store)
     network_policy = config.network_policy or home.network_policy()
     check = document_check or (check_document if config.check_releases else None)
 
@@ -181,7 +186,10 @@ async def start_coordinator(
         interceptors=[counted, VersionInterceptor(), AuthInterceptor(store)],
     )
     agent_pb2_grpc.add_AgentServicer_to_server(
-        AgentServicer(store, ca, announcer, book, check, step, config.announce_poll_seconds), main
+        AgentServicer(
+            store, ca, announcer, book, check, step, config.announce_poll_seconds, writer
+        ),
+        main,
     )
     admin_servicer = AdminServicer(store, ca, announcer, network_policy, book, step)
     admin_pb2_grpc.add_AdminServicer_to_server(admin_servicer, main)
@@ -243,9 +251,10 @@ async def start_coordinator(
         health_servicer,
         announcer,
         clock,
-        metrics_port,
-        metrics_server,
-        round_clock,
+        _writer=writer,
+        metrics_port=metrics_port,
+        _metrics_server=metrics_server,
+        round_clock=round_clock,
     )
 
 

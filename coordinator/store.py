@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
+import threading
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +47,7 @@ from fedpeer.collection import (
     SubmissionConflict,
     UnknownRound,
 )
-from fedpeer.errors import EnrolmentError, StoreError
+from fedpeer.errors import EnrolmentError, RoundError, StoreError
 from fedpeer.policy import DisclosurePolicy
 
 FRAME_COLUMNS = (
@@ -59,6 +63,16 @@ FRAME_COLUMNS = (
     "value",
     "suppressed",
 )
+
+
+@dataclass(frozen=True)
+class PendingSubmission:
+    """A verified, checked submission with its signed receipt, waiting to be stored."""
+
+    receipt: Receipt
+    signed: SignedRelease
+    document: ReleaseDocument
+    received_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+ROUNDS_CACHED = 64  # signed rounds kept in memory (a few open at a time)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Where the store tells other coordinator processes that a round opened or closed
 # (coordinator.announce listens). PostgreSQL only; delivered when the transaction commits.
@@ -209,6 +224,11 @@ class Store:
     def __init__(self, target: str | Path) -> None:
         url = database_url(target)
         self.url = url
+        self._rounds: dict[str, Round] = {}
+        # (when read, practice id -> record): the per-call enrolment check's recent read.
+        self._practices: tuple[float, dict[str, PracticeRecord]] = (-math.inf, {})
+        self._practices_lock = threading.Lock()
+        self._practice_epoch = 0
         try:
             if url.startswith("sqlite"):
                 _private_sqlite_file(url)
@@ -296,15 +316,46 @@ class Store:
                 .where(practices.c.practice_id == practice_id)
                 .values(cert_fingerprint=cert_fingerprint, enrolled_at=now, revoked=False)
             )
+        self._forget_practices()
         return practice_id
 
-    def practice(self, practice_id: str) -> PracticeRecord | None:
-        """One practice, or None."""
+    def practice(self, practice_id: str, max_age: float = 0.0) -> PracticeRecord | None:
+        """One practice, or None; with ``max_age``, as read here at most that many seconds ago.
+
+        With ``max_age`` every practice is read in one query and kept that long, so that
+        thousands of agents' calls do not each read the database. Enrolment and
+        revocation through this store take effect at once whatever the age (they forget
+        what was read); through another process sharing the database, within ``max_age``.
+        """
+        if max_age > 0:
+            return self._recent_practices(max_age).get(practice_id)
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(practices).where(practices.c.practice_id == practice_id)
             ).first()
         return None if row is None else _practice(row)
+
+    def practices_fresh(self, max_age: float) -> bool:
+        """True when ``practice(..., max_age)`` would answer from memory, without a query."""
+        return time.monotonic() - self._practices[0] < max_age
+
+    def _recent_practices(self, max_age: float) -> dict[str, PracticeRecord]:
+        read_at, records = self._practices
+        if time.monotonic() - read_at < max_age:
+            return records
+        with self._practices_lock:  # one reader; the others wait for its answer
+            read_at, records = self._practices
+            if time.monotonic() - read_at < max_age:
+                return records
+            epoch, read_at = self._practice_epoch, time.monotonic()
+            records = {r.practice_id: r for r in self.list_practices()}
+            if epoch == self._practice_epoch:  # nothing changed here while it was read
+                self._practices = (read_at, records)
+            return records
+
+    def _forget_practices(self) -> None:
+        self._practice_epoch += 1
+        self._practices = (-math.inf, {})
 
     def list_practices(self) -> list[PracticeRecord]:
         """Every practice, by id."""
@@ -322,6 +373,7 @@ class Store:
             )
             if done.rowcount != 1:
                 raise StoreError(f"no practice {practice_id}")
+        self._forget_practices()
         record = self.practice(practice_id)
         assert record is not None
         return record
@@ -362,8 +414,17 @@ class Store:
                 )
             rounds_changed(conn)
 
+    def cached_round(self, round_id: str) -> Round | None:
+        """A round already read by this store (no database call), or None."""
+        return self._rounds.get(round_id)
+
     def round(self, round_id: str) -> Round:
         """A round with its definitions; UnknownRound when there is none."""
+        # A round is signed once and never changes (only its state does, read apart from
+        # it), so every submission to it need not read it again.
+        cached = self._rounds.get(round_id)
+        if cached is not None:
+            return cached
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(rounds).where(rounds.c.round_id == round_id)).first()
             if row is None:
@@ -373,7 +434,11 @@ class Store:
                 .where(round_definitions.c.round_id == round_id)
                 .order_by(round_definitions.c.position)
             ).all()
-        return _round(row, docs)
+        round_ = _round(row, docs)
+        if len(self._rounds) >= ROUNDS_CACHED:
+            self._rounds.clear()
+        self._rounds[round_id] = round_
+        return round_
 
     def round_state(self, round_id: str) -> RoundState:
         """Where a round stands; UnknownRound when there is no such round."""
@@ -541,42 +606,110 @@ class Store:
         A resend of identical content returns the first receipt; other content from the
         same practice for the same round raises SubmissionConflict.
         """
+        (outcome,) = self.record_submissions(
+            [PendingSubmission(receipt, signed, document, received_at)]
+        )
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def record_submissions(self, batch: Sequence[PendingSubmission]) -> list[Receipt | RoundError]:
+        """Store several submissions in one transaction: each one's receipt of record or error.
+
+        Each is judged as if alone and in order: a resend (in the store or earlier in the
+        batch) of identical content gets the first receipt, other content a
+        SubmissionConflict, an unknown or closed round its error; the rest commit together.
+        A failure of the transaction itself (the database down) raises for the whole batch.
+        """
         try:
             with self.engine.begin() as conn:
-                existing = self._existing(conn, receipt.round_id, receipt.practice_id)
-                if existing is not None:
-                    return _same_or_conflict(existing, receipt.content_sha256)
-                _require_answering(conn, receipt.round_id, lock=True)
-                conn.execute(
-                    submissions.insert().values(
-                        submission_id=receipt.submission_id,
-                        round_id=receipt.round_id,
-                        practice_id=receipt.practice_id,
-                        content_sha256=receipt.content_sha256,
-                        received_at_text=receipt.received_at,
-                        received_at=received_at,
-                        receipt_signature=receipt.signature,
-                        document=signed.document,
-                        signature=signed.signature,
-                    )
-                )
-                # The rows are the comparisons' read model of the document, stored with it.
-                if document.rows:
-                    conn.execute(
-                        released_rows.insert(),
-                        [
-                            {"submission_id": receipt.submission_id, "position": i, **asdict(r)}
-                            for i, r in enumerate(document.rows)
-                        ],
-                    )
-            return receipt
+                return self._record_batch(conn, batch)
         except sa.exc.IntegrityError:
-            # A concurrent resend won the unique (round, practice) race: answer as it did.
+            # Another writer (a replica sharing the database) stored one of these first:
+            # judge each alone, so one resend does not fail the others.
+            if len(batch) > 1:
+                return [out for one in batch for out in self.record_submissions([one])]
+            (one,) = batch
             with self.engine.connect() as conn:
-                existing = self._existing(conn, receipt.round_id, receipt.practice_id)
+                existing = self._existing(conn, one.receipt.round_id, one.receipt.practice_id)
             if existing is None:
                 raise
-            return _same_or_conflict(existing, receipt.content_sha256)
+            return [_same_or_conflict_outcome(existing, one.receipt.content_sha256)]
+
+    def _record_batch(
+        self, conn: sa.Connection, batch: Sequence[PendingSubmission]
+    ) -> list[Receipt | RoundError]:
+        round_ids = sorted({p.receipt.round_id for p in batch})
+        # Lock the rounds (PostgreSQL) so that a round cannot close under the batch.
+        states = dict(
+            conn.execute(
+                sa.select(rounds.c.round_id, rounds.c.state)
+                .where(rounds.c.round_id.in_(round_ids))
+                .with_for_update()
+            ).all()
+        )
+        decided = self._existing_many(conn, batch)
+        outcomes: list[Receipt | RoundError] = []
+        new: list[PendingSubmission] = []
+        for pending in batch:
+            receipt = pending.receipt
+            key = (receipt.round_id, receipt.practice_id)
+            if key in decided:
+                outcomes.append(_same_or_conflict_outcome(decided[key], receipt.content_sha256))
+            elif receipt.round_id not in states:
+                outcomes.append(UnknownRound(f"there is no round {receipt.round_id}"))
+            elif not takes_answers(RoundState(states[receipt.round_id])):
+                state = states[receipt.round_id]
+                outcomes.append(RoundClosed(f"round {receipt.round_id} is {state}"))
+            else:
+                decided[key] = receipt
+                new.append(pending)
+                outcomes.append(receipt)
+        if new:
+            conn.execute(
+                submissions.insert(),
+                [
+                    {
+                        "submission_id": p.receipt.submission_id,
+                        "round_id": p.receipt.round_id,
+                        "practice_id": p.receipt.practice_id,
+                        "content_sha256": p.receipt.content_sha256,
+                        "received_at_text": p.receipt.received_at,
+                        "received_at": p.received_at,
+                        "receipt_signature": p.receipt.signature,
+                        "document": p.signed.document,
+                        "signature": p.signed.signature,
+                    }
+                    for p in new
+                ],
+            )
+            # The rows are the comparisons' read model of the document, stored with it.
+            rows = [
+                {"submission_id": p.receipt.submission_id, "position": i, **asdict(r)}
+                for p in new
+                for i, r in enumerate(p.document.rows)
+            ]
+            if rows:
+                conn.execute(released_rows.insert(), rows)
+        return outcomes
+
+    @classmethod
+    def _existing_many(
+        cls, conn: sa.Connection, batch: Sequence[PendingSubmission]
+    ) -> dict[tuple[str, str], Receipt]:
+        wanted = {(p.receipt.round_id, p.receipt.practice_id) for p in batch}
+        found = conn.execute(
+            sa.select(submissions).where(
+                submissions.c.round_id.in_(sorted({r for r, _ in wanted})),
+                submissions.c.practice_id.in_(sorted({p for _, p in wanted})),
+            )
+        ).all()
+        receipts = (_stored_receipt(row) for row in found)
+        return {
+            (r.round_id, r.practice_id): r
+            for r in receipts
+            if (r.round_id, r.practice_id) in wanted
+        }
 
     @staticmethod
     def _existing(conn: sa.Connection, round_id: str, practice_id: str) -> Receipt | None:
@@ -585,16 +718,7 @@ class Store:
                 submissions.c.round_id == round_id, submissions.c.practice_id == practice_id
             )
         ).first()
-        if row is None:
-            return None
-        return Receipt(
-            submission_id=row.submission_id,
-            round_id=row.round_id,
-            practice_id=row.practice_id,
-            received_at=row.received_at_text,
-            content_sha256=row.content_sha256,
-            signature=row.receipt_signature,
-        )
+        return None if row is None else _stored_receipt(row)
 
     def signed_release(self, round_id: str, practice_id: str) -> SignedRelease | None:
         """A practice's release for a round, byte for byte as it signed it, or None."""
@@ -725,12 +849,24 @@ def _usable(row: sa.Row[Any] | None, now: dt.datetime) -> str:
     return str(row.practice_id)
 
 
-def _same_or_conflict(existing: Receipt, content_sha256: str) -> Receipt:
+def _same_or_conflict_outcome(existing: Receipt, content_sha256: str) -> Receipt | RoundError:
+    """The first receipt for a resend of the same content; a conflict for other content."""
     if existing.content_sha256 != content_sha256:
-        raise SubmissionConflict(
+        return SubmissionConflict(
             f"round {existing.round_id}: this practice already submitted different content"
         )
     return existing
+
+
+def _stored_receipt(row: sa.Row[Any]) -> Receipt:
+    return Receipt(
+        submission_id=row.submission_id,
+        round_id=row.round_id,
+        practice_id=row.practice_id,
+        received_at=row.received_at_text,
+        content_sha256=row.content_sha256,
+        signature=row.receipt_signature,
+    )
 
 
 def _practice(row: sa.Row[Any]) -> PracticeRecord:

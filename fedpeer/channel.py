@@ -30,6 +30,9 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # a round with many definitions, or a larg
 KEEPALIVE_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 10_000
 
+SERVER_QUEUE_SECONDS = 300  # longer than any agent's deadline: it times out first
+SERVER_QUEUE_CALLS = 50_000  # a round stream and a call or two for each of 6,300 agents, twice
+
 Options = list[tuple[str, int | str]]
 VERSION_HEADER = "fedpeer-version"
 # The coordinator's refusal of an old agent ends with these words (services.version).
@@ -65,6 +68,12 @@ def server_options() -> Options:
         ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.so_reuseport", 0),
+        # A new call waits in gRPC's queue until the server's event loop takes it up. By
+        # default gRPC cancels some calls (CANCELLED) once 1,000 wait and all beyond
+        # 3,000, and any waiting 30 s: a burst of thousands of agents at once must wait.
+        ("grpc.server.max_pending_requests", SERVER_QUEUE_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", SERVER_QUEUE_CALLS),
+        ("grpc.server_max_unrequested_time_in_server", SERVER_QUEUE_SECONDS),
     ]
 
 

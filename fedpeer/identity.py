@@ -40,18 +40,34 @@ def generate_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def key_to_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    """The unencrypted PKCS#8 PEM of a private key."""
+def key_to_pem(key: ec.EllipticCurvePrivateKey, passphrase: bytes | None = None) -> bytes:
+    """The PKCS#8 PEM of a private key; encrypted under ``passphrase`` when one is given."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
     return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
 
 
-def key_from_pem(pem: bytes) -> ec.EllipticCurvePrivateKey:
-    """Load an EC private key from PEM."""
-    key = serialization.load_pem_private_key(pem, password=None)
+def key_is_encrypted(pem: bytes) -> bool:
+    """True when a PEM private key is encrypted (it needs a passphrase to load)."""
+    return b"ENCRYPTED" in pem.split(b"\n", 1)[0]
+
+
+def key_from_pem(pem: bytes, passphrase: bytes | None = None) -> ec.EllipticCurvePrivateKey:
+    """Load an EC private key from PEM, with its passphrase when it is encrypted."""
+    if key_is_encrypted(pem) and not passphrase:
+        raise IdentityError("the private key is encrypted and no passphrase was given")
+    try:
+        key = serialization.load_pem_private_key(
+            pem, password=passphrase if key_is_encrypted(pem) else None
+        )
+    except ValueError:
+        # cryptography says only "Bad decrypt. Incorrect password?": no detail is lost.
+        raise IdentityError("the passphrase does not open the private key") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise IdentityError("the private key is not an EC key")
     return key

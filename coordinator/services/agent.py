@@ -12,12 +12,14 @@ import grpc
 
 from coordinator import rounds
 from coordinator.announce import RoundListener
+from coordinator.background import stop_task
+from coordinator.group_commit import GroupCommit
 from coordinator.services import domain_errors, transient
 from coordinator.services.auth import (
     calling_certificate,
     calling_peer,
     calling_practice,
-    not_enrolled,
+    enrolment_refusal,
 )
 from coordinator.services.studies import AgentStudyMethods
 from coordinator.store import Store
@@ -90,9 +92,7 @@ class RoundAnnouncer:
     async def stop(self) -> None:
         """Stop the background poller and the listener."""
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         self._tasks.clear()
 
 
@@ -108,8 +108,10 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         check: rounds.DocumentCheck | None = None,
         step_seconds: float = 300.0,
         recheck_seconds: float = 10.0,
+        writer: GroupCommit | None = None,
     ) -> None:
         self._store = store
+        self._writer = writer or GroupCommit(store)
         self._ca = ca
         self._announcer = announcer
         self._check = check
@@ -134,7 +136,7 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
                 await asyncio.wait_for(changed.wait(), self._recheck_seconds)
             # A practice revoked (or enrolled again elsewhere) loses its open stream too.
             try:
-                refused = await asyncio.to_thread(not_enrolled, self._store, peer)
+                refused = await enrolment_refusal(self._store, peer)
             except Exception as exc:
                 if not transient(exc):
                     raise
@@ -170,16 +172,13 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         """Verify and store the practice's signed release; the receipt only after the commit."""
         practice_id, sender = calling_practice(), calling_certificate()
         signed = wire.release_from_proto(request)
-        receipt = await asyncio.to_thread(
-            rounds.submit,
-            self._store,
-            self._ca,
-            practice_id,
-            sender,
-            request.round_id,
-            signed,
-            self._check,
+        round_ = self._store.cached_round(request.round_id) or await asyncio.to_thread(
+            self._store.round, request.round_id
         )
+        # CPU only (a signature checked, the release checked, a receipt signed): on the
+        # event loop, as a hop to a thread and back would cost more than it takes.
+        pending = rounds.prepare_release(self._ca, practice_id, sender, round_, signed, self._check)
+        receipt = await self._writer.record(pending)
         log.info(
             "event=submission practice=%s round=%s sha256=%s",
             practice_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ AGENT_PREFIX = "/fedpeer.v1.Agent/"
 ADMIN_PREFIX = "/fedpeer.v1.Admin/"
 ANALYST_PREFIX = "/fedpeer.v1.Analyst/"
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+ENROLMENT_FRESH_SECONDS = 2.0  # not one database read per call under thousands of agents
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Peer:
     name: str
     role: str
     certificate: x509.Certificate
+    fingerprint: str
 
 
 current_peer: contextvars.ContextVar[Peer] = contextvars.ContextVar("current_peer")
@@ -68,22 +71,37 @@ def _peer(context: grpc.aio.ServicerContext) -> Peer:
     pems = context.auth_context().get("x509_pem_cert") or []
     if not pems:
         raise IdentityError("no client certificate was presented")
-    cert = cert_from_pem(pems[0])
+    return _peer_of(bytes(pems[0]))
+
+
+@functools.lru_cache(maxsize=16_384)  # an agent's every call presents the same certificate
+def _peer_of(pem: bytes) -> Peer:
+    cert = cert_from_pem(pem)
     subject = subject_of(cert)
-    return Peer(subject.common_name, subject.role, cert)
+    return Peer(subject.common_name, subject.role, cert, fingerprint(cert))
 
 
 def not_enrolled(store: Store, peer: Peer) -> str | None:
     """Why a practice's certificate is no longer served (revoked, replaced), or None.
 
-    Checked at every call, and again while a round stream stays open.
+    Checked at every call, and again while a round stream stays open, against what the
+    store read at most ``ENROLMENT_FRESH_SECONDS`` ago, all practices in one query (a
+    revocation made through this process applies at once; through another replica,
+    within that time).
     """
-    record = store.practice(peer.name)
-    if record is None or record.cert_fingerprint != fingerprint(peer.certificate):
+    record = store.practice(peer.name, max_age=ENROLMENT_FRESH_SECONDS)
+    if record is None or record.cert_fingerprint != peer.fingerprint:
         return f"practice {peer.name}: this certificate is not the one enrolled"
     if record.revoked:
         return f"practice {peer.name} has been revoked"
     return None
+
+
+async def enrolment_refusal(store: Store, peer: Peer) -> str | None:
+    """``not_enrolled`` from memory when the store's read is fresh, else in a thread."""
+    if store.practices_fresh(ENROLMENT_FRESH_SECONDS):
+        return not_enrolled(store, peer)
+    return await asyncio.to_thread(not_enrolled, store, peer)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -110,7 +128,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if peer.role != ROLE_PRACTICE:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this needs a practice cert")
         try:
-            refused = await asyncio.to_thread(not_enrolled, self._store, peer)
+            refused = await enrolment_refusal(self._store, peer)
         except Exception as exc:
             if not transient(exc):
                 raise

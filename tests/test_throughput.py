@@ -1,0 +1,173 @@
+"""Group commit keeps every submission exactly once, and a resend's answer, under concurrency.
+
+Speed is measured by bench/load.py, not here; these tests hold the behaviour: many real
+submissions at once over mutual TLS, resends of the same content and different content
+racing each other, and the store's batch judged item by item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import grpc
+import pytest
+from _coordinator_helpers import AS_OF, DEFINITIONS, admin, rows_for, signed_request, start
+
+from agent.client import enrol
+from agent.identity_store import AgentIdentity
+from coordinator import rounds
+from coordinator.ca import create_token
+from coordinator.ca import enrol as ca_enrol
+from coordinator.store import Store
+from fedpeer import wire
+from fedpeer.channel import secure_channel
+from fedpeer.collection import RoundClosed, SubmissionConflict, UnknownRound
+from fedpeer.identity import CertificateAuthority, generate_key, key_to_pem, make_csr
+from fedpeer.release import ResultRow
+from fedpeer.signing import verify
+from fedpeer.v1 import agent_pb2, agent_pb2_grpc
+
+PRACTICES = 200
+RESENT = range(0, 50)  # these send the same content twice at once
+CHANGED = range(50, 60)  # these send two different contents at once
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    """None for the SQLite file in the coordinator's home, else a PostgreSQL URL."""
+    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def other_rows(practice_id: str) -> list[ResultRow]:
+    """Rows that differ from ``rows_for`` in one count (still on the rounding grid)."""
+    first, *rest = rows_for(practice_id)
+    n, d = (first.numerator or 0) + 5, first.denominator or 0
+    return [dataclasses.replace(first, numerator=n, value=n / d), *rest]
+
+
+async def enrol_many(running, tmp_path: Path, n: int) -> list[AgentIdentity]:
+    """``n`` practices enrolled through the real enrolment port, a few at a time."""
+    limit = asyncio.Semaphore(8)
+    async with admin(running) as adm:
+
+        async def one(i: int) -> AgentIdentity:
+            pid = f"T{i:04d}"
+            async with limit:
+                token, _ = await adm.invite(pid, f"Practice {pid}", "North")
+                return await enrol(running.address, running.enrol_port, token, tmp_path / pid)
+
+        return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+async def test_concurrent_submissions_stored_once(tmp_path: Path, db_url: str | None) -> None:
+    running = await start(tmp_path / "coord", db_url)
+    channels = []
+    try:
+        identities = await enrol_many(running, tmp_path, PRACTICES)
+        async with admin(running) as adm:
+            round_ = await adm.start_round(AS_OF, DEFINITIONS)
+        calls = []
+        for i, ident in enumerate(identities):
+            channel = secure_channel(running.address, ident.ca_pem, ident.key_pem, ident.cert_pem)
+            channels.append(channel)
+            stub = agent_pb2_grpc.AgentStub(channel)
+            request = signed_request(ident, round_, rows_for(ident.practice_id))
+            calls.append((i, stub.Submit(request)))
+            if i in RESENT:
+                calls.append((i, stub.Submit(request)))
+            if i in CHANGED:
+                other = signed_request(ident, round_, other_rows(ident.practice_id))
+                calls.append((i, stub.Submit(other)))
+        answers = await asyncio.gather(*(c for _, c in calls), return_exceptions=True)
+
+        receipts: dict[int, list] = {}
+        refused: dict[int, list[grpc.StatusCode]] = {}
+        for (i, _), answer in zip(calls, answers, strict=True):
+            if isinstance(answer, grpc.aio.AioRpcError):
+                refused.setdefault(i, []).append(answer.code())
+                continue
+            receipt = wire.receipt_from_proto(answer)
+            verify(identities[i].ca_cert, receipt.document(), receipt.signature)
+            assert receipt.practice_id == identities[i].practice_id
+            receipts.setdefault(i, []).append(receipt)
+
+        assert sorted(receipts) == list(range(PRACTICES))  # every practice has a receipt
+        for i in RESENT:  # both sends answered with the one receipt of record
+            assert len(receipts[i]) == 2 and receipts[i][0] == receipts[i][1]
+        # Of two contents at once, one is stored and the other is a conflict.
+        assert refused == {i: [grpc.StatusCode.ALREADY_EXISTS] for i in CHANGED}
+
+        frame = running.store.released_rows_frame(round_.round_id)
+        assert len(frame) == PRACTICES * len(rows_for("T0000"))
+        assert frame.practice_id.nunique() == PRACTICES
+        for i, got in receipts.items():  # what is stored is what was receipted
+            stored = running.store.signed_release(round_.round_id, identities[i].practice_id)
+            assert stored is not None and stored.digest == got[0].content_sha256
+    finally:
+        await asyncio.gather(*(c.close() for c in channels))
+        await running.stop(0)
+
+
+def test_a_batch_is_judged_item_by_item(tmp_path: Path) -> None:
+    """Within one transaction: a repeat, a conflict, an unknown and a closed round."""
+    store, ca = Store(tmp_path / "store.sqlite"), CertificateAuthority.create()
+    keys = {}
+    for pid in ("P1", "P2"):
+        token, _ = create_token(store, ca.cert, pid, f"Practice {pid}", "North")
+        key = generate_key()
+        keys[pid] = key, ca_enrol(store, ca, token, make_csr(key).decode())[1]
+    round_ = rounds.start_round(store, ca, AS_OF, DEFINITIONS)
+    closed = rounds.start_round(store, ca, AS_OF, DEFINITIONS)
+    rounds.close_round(store, closed.round_id)
+
+    def pending(pid: str, rows: list[ResultRow], round_id: str | None = None):
+        key, cert = keys[pid]
+        ident = AgentIdentity(pid, "", key_to_pem(key), b"", ca.cert_pem)
+        signed = wire.release_from_proto(signed_request(ident, round_, rows))
+        ready = rounds.prepare_release(ca, pid, cert, round_, signed, None)
+        if round_id is None:
+            return ready
+        return dataclasses.replace(
+            ready, receipt=dataclasses.replace(ready.receipt, round_id=round_id)
+        )
+
+    first, same = pending("P1", rows_for("P1")), pending("P1", rows_for("P1"))
+    other = pending("P1", other_rows("P1"))
+    to_unknown = pending("P2", rows_for("P2"), "no-such-round")
+    to_closed = pending("P2", rows_for("P2"), closed.round_id)
+    p2 = pending("P2", rows_for("P2"))
+    out = store.record_submissions([first, same, other, to_unknown, to_closed, p2])
+    assert out[0] == first.receipt and out[1] == first.receipt  # the first receipt, twice
+    assert isinstance(out[2], SubmissionConflict)
+    assert isinstance(out[3], UnknownRound) and isinstance(out[4], RoundClosed)
+    assert out[5] == p2.receipt
+    # A later batch sees what the first stored; nothing was stored twice.
+    again = store.record_submissions([same, other])
+    assert again[0] == first.receipt and isinstance(again[1], SubmissionConflict)
+    assert len(store.released_rows_frame(round_.round_id)) == 2 * len(rows_for("P1"))
+    store.close()
+
+
+async def test_revocation_applies_at_once_though_enrolment_is_cached(tmp_path: Path) -> None:
+    """The per-call enrolment check reads all practices at once and keeps them a moment;
+    revoking through the coordinator forgets them, so the very next call is refused."""
+    running = await start(tmp_path / "coord")
+    try:
+        (ident,) = await enrol_many(running, tmp_path, 1)
+        async with admin(running) as adm:
+            round_ = await adm.start_round(AS_OF, DEFINITIONS)
+            async with secure_channel(
+                running.address, ident.ca_pem, ident.key_pem, ident.cert_pem
+            ) as channel:
+                stub = agent_pb2_grpc.AgentStub(channel)
+                request = agent_pb2.GetRoundRequest(round_id=round_.round_id)
+                await stub.GetRound(request)  # served: the practices are now cached
+                await adm.revoke(ident.practice_id)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.GetRound(request)
+                assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert "revoked" in (refused.value.details() or "")
+    finally:
+        await running.stop(0)
