@@ -20,6 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from coordinator.comparisons import Comparison, IndicatorComparison, build_comparison
+from coordinator.round_states import RoundState, compared, takes_answers
 from coordinator.store import Store
 from coordinator.tables import (
     comparison_groups,
@@ -150,9 +151,11 @@ def _rows(round_id: str, comparison: Comparison, hashes: Mapping[str, str]):
 
 
 def closed_round(store: Store, round_id: str) -> None:
-    """Nothing when the round is closed; UnknownRound or RoundError otherwise."""
-    if store.round_state(round_id) == "open":
-        raise RoundError(f"round {round_id} is still open: close it first")
+    """Nothing when the round is closed or published; UnknownRound or RoundError otherwise."""
+    state = store.round_state(round_id)
+    if not compared(state):
+        hint = ": close it first" if takes_answers(state) or state is RoundState.CLOSING else ""
+        raise RoundError(f"round {round_id} is {state}{hint}")
 
 
 def record_comparison(store: Store, round_id: str) -> Comparison:

@@ -43,6 +43,11 @@ def takes_answers(state: RoundState) -> bool:
     return state is RoundState.OPEN
 
 
+def compared(state: RoundState) -> bool:
+    """Whether a round in ``state`` has comparisons: closed to answers and not cancelled."""
+    return state in (RoundState.CLOSED, RoundState.PUBLISHED)
+
+
 class PracticePart(StrEnum):
     """Where one practice stands in a round."""
 

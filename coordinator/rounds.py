@@ -180,6 +180,8 @@ def pass_deadlines(store: Store, now: dt.datetime) -> list[tuple[str, RoundState
             store.set_round_state(round_id, new, now)
         except RoundClosed:
             continue  # another process moved it first
+        if new is RoundState.CLOSED:
+            record_comparison(store, round_id)  # as ``close_round`` does
         moved.append((round_id, new))
     return moved
 

@@ -205,7 +205,7 @@ def test_errors_are_one_line(rounds: tuple[Path, list[str]], tmp_path: Path) -> 
         (("nope", "--out", str(tmp_path / "o1")), "UnknownRound: there is no round nope"),
         (
             (ids[3], "--out", str(tmp_path / "o2")),
-            f"RoundError: round {ids[3]} is still open: close it first",
+            f"RoundError: round {ids[3]} is open: close it first",
         ),
         ((ids[2], "--out", str(a_file)), "is a file: give a folder"),
         (

@@ -45,7 +45,7 @@ async def test_closing_stores_the_comparison_and_trends_follow_the_definition(
         assert stored[(third, "dm_hba1c_le58")] == CHANGED[0].content_hash
         assert stored[(third, "dna_rate")] == SAME[1].content_hash
         assert not has_stored_comparison(store, still_open)
-        with pytest.raises(RoundError, match="still open"):
+        with pytest.raises(RoundError, match="is open: close it first"):
             record_comparison(store, still_open)
 
         series = trends(store, third)

@@ -20,6 +20,7 @@ from agent.client import Agent, Outcome, enrol
 from agent.outbox import REJECTED
 from coordinator.ca import init_home
 from coordinator.cli import app
+from coordinator.comparison_store import has_stored_comparison
 from coordinator.round_states import RoundState, check_transition
 from coordinator.server import CoordinatorConfig, RunningCoordinator, start_coordinator
 from fedpeer.canonical import canonical_json
@@ -132,6 +133,8 @@ async def test_the_deadline_is_signed_refuses_late_answers_and_closes_the_round(
             final = await _until(closed)
             seen = running.store.round_state(round_.round_id)
             assert seen is RoundState.CLOSED
+            # Closed by the clock, its comparison is stored as a closing by hand stores it.
+            assert has_stored_comparison(running.store, round_.round_id)
             # Past the deadline the unanswered are late, and the quorum is shown unmet.
             assert {p.practice_id: p.state for p in final.practices} == {
                 "D1": "submitted",
