@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import grpc
 import sqlalchemy as sa
 
+from coordinator.plausibility import ImplausibleRelease
 from fedpeer.channel import STORE_UNAVAILABLE
 from fedpeer.collection import RoundClosed, SubmissionConflict, UnknownRound
 from fedpeer.errors import (
@@ -41,6 +42,7 @@ log = logging.getLogger("fedpeer.coordinator")
 
 # Most specific first: the first matching class decides the code.
 STATUS_FOR: tuple[tuple[type[FedpeerError], grpc.StatusCode], ...] = (
+    (ImplausibleRelease, grpc.StatusCode.INVALID_ARGUMENT),
     (UnknownRound, grpc.StatusCode.NOT_FOUND),
     (RoundClosed, grpc.StatusCode.FAILED_PRECONDITION),
     (SubmissionConflict, grpc.StatusCode.ALREADY_EXISTS),
