@@ -504,6 +504,7 @@ def analyst_add(
 
 
 cli_rounds.register(round_app, _admin_call, HOME, COORDINATOR)
+from coordinator import cli_submissions  # noqa: E402, F401  (registers submission, admin)
 
 
 def main() -> None:

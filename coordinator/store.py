@@ -31,6 +31,7 @@ from coordinator.tables import (
     round_schedules,
     round_waits,
     rounds,
+    submission_exclusions,
     submissions,
 )
 from fedpeer.collection import (
@@ -670,8 +671,15 @@ class Store:
         )
 
     def released_rows_frame(self, round_id: str) -> pd.DataFrame:
-        """Every released row of a round with its practice, in the comparisons' columns."""
+        """Every counted released row of a round with its practice, in the comparisons' columns.
+
+        A submission a coordinator excluded (``coordinator.exclusions``) is not counted.
+        """
         self.round_state(round_id)
+        excluded = sa.exists().where(
+            submission_exclusions.c.round_id == submissions.c.round_id,
+            submission_exclusions.c.practice_id == submissions.c.practice_id,
+        )
         query = (
             sa.select(
                 practices.c.practice_id,
@@ -691,7 +699,7 @@ class Store:
                     practices, submissions.c.practice_id == practices.c.practice_id
                 )
             )
-            .where(submissions.c.round_id == round_id)
+            .where(submissions.c.round_id == round_id, ~excluded)
             .order_by(practices.c.practice_id, released_rows.c.position)
         )
         with self.engine.connect() as conn:

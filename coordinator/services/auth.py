@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
 from cryptography import x509
 
+from coordinator.admins import admin_seen
 from coordinator.services import abort_unavailable, before_call, transient
 from coordinator.store import Store
 from fedpeer.errors import IdentityError
@@ -73,6 +75,10 @@ def _peer(context: grpc.aio.ServicerContext) -> Peer:
     return Peer(subject.common_name, subject.role, cert)
 
 
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 def not_enrolled(store: Store, peer: Peer) -> str | None:
     """Why a practice's certificate is no longer served (revoked, replaced), or None.
 
@@ -97,6 +103,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             peer = _peer(context)
         except IdentityError as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if peer.role == ROLE_ADMIN and await asyncio.to_thread(
+            admin_seen, self._store, fingerprint(peer.certificate), peer.name, _now()
+        ):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "this admin certificate has been revoked"
+            )
         if method.startswith(ADMIN_PREFIX):
             if peer.role != ROLE_ADMIN:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this needs an admin cert")
