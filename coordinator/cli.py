@@ -45,6 +45,7 @@ from fedpeer.cli_support import (
 from fedpeer.collection import DefinitionDocument
 from fedpeer.definitions import load_definition, serialize
 from fedpeer.identity import cert_to_pem, key_to_pem
+from fedpeer.private_files import create_private, private_dir
 from fedpeer.studies import Study
 from fedpeer.v1 import admin_pb2
 
@@ -494,10 +495,8 @@ def analyst_add(
         raise typer.BadParameter(f"{out} is not empty; choose a new folder", param_hint="'--out'")
     ca = _home(home).load_ca()
     key, cert = ca.issue_analyst(name)
-    out.mkdir(parents=True, exist_ok=True)
-    key_path = out / "analyst.key"
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(key_to_pem(key))
+    private_dir(out)
+    create_private(out / "analyst.key", key_to_pem(key))
     (out / "analyst.crt").write_bytes(cert_to_pem(cert))
     (out / "ca.crt").write_bytes(ca.cert_pem)
     console.print(f"Analyst {name}: key and certificate in {out} (keep the key private)")

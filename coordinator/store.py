@@ -46,6 +46,7 @@ from fedpeer.collection import (
 )
 from fedpeer.errors import EnrolmentError, StoreError
 from fedpeer.policy import DisclosurePolicy
+from fedpeer.private_files import private_file
 
 FRAME_COLUMNS = (
     "practice_id",
@@ -140,7 +141,8 @@ def utc(value: dt.datetime) -> dt.datetime:
 def database_url(target: str | Path) -> str:
     """A SQLAlchemy URL for a URL, or for a file path (SQLite)."""
     text = str(target)
-    return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
+    # abspath, not resolve: a link in place of the store is refused, never followed.
+    return text if "://" in text else f"sqlite:///{os.path.abspath(text)}"
 
 
 def _private_sqlite_file(url: str) -> None:
@@ -153,8 +155,7 @@ def _private_sqlite_file(url: str) -> None:
         return
     file = Path(path)
     if file.parent.is_dir():
-        os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-        os.chmod(file, 0o600)
+        private_file(file)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
