@@ -121,6 +121,7 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         self._step_seconds = step_seconds
         self._recheck_seconds = recheck_seconds  # how soon a revoked stream is closed
 
+    @domain_errors
     async def WatchRounds(
         self, request: agent_pb2.WatchRoundsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.RoundAnnouncement]:
