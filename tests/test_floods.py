@@ -10,20 +10,17 @@ stored, and the coordinator's memory stays within a bound with margin.
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
 import select
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from _coordinator_helpers import AS_OF, DEFINITIONS, fixed_prepare
+from _coordinator_helpers import AS_OF, DEFINITIONS, coordinator_process, fixed_prepare
 
 from agent.client import Agent, enrol
 from coordinator.admin_client import AdminClient
@@ -59,7 +56,7 @@ def rss(pid: int) -> int:
 
 
 @pytest.fixture
-def coordinator_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], CoordinatorHome]]:
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], CoordinatorHome]]:
     home = init_home(tmp_path / "coord")
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limit = min(unit_nofile(), hard)
@@ -67,39 +64,8 @@ def coordinator_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str],
     def as_the_unit_sets() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "coordinator.cli",
-            "serve",
-            "--home",
-            str(home.root),
-            "--port",
-            "0",
-            "--enrol-port",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=as_the_unit_sets,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not home.address_file.exists():
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "the coordinator did not start"
-            time.sleep(0.05)
+    with coordinator_process(home.root, preexec_fn=as_the_unit_sets) as proc:
         yield proc, home
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a hung coordinator
-            proc.kill()
-            proc.communicate()
 
 
 async def _large_requests(enrol_address: str, ca_pem: bytes) -> list[grpc.StatusCode]:
@@ -150,9 +116,9 @@ def _count_dropped(held: list[socket.socket]) -> int:
 
 
 async def test_floods_on_the_enrolment_port_leave_agents_served(
-    coordinator_process: tuple[subprocess.Popen[str], CoordinatorHome], tmp_path: Path
+    served: tuple[subprocess.Popen[str], CoordinatorHome], tmp_path: Path
 ) -> None:
-    proc, home = coordinator_process
+    proc, home = served
     address, enrol_address = home.address_file.read_text().split()
     enrol_host, enrol_port = enrol_address.rsplit(":", 1)
     async with AdminClient(address, home) as adm:
