@@ -102,19 +102,25 @@ def signed_request(identity: AgentIdentity, round_: Round, rows: list[ResultRow]
     return wire.release_to_proto(round_.round_id, signed)
 
 
-SERVE = (sys.executable, "-m", "coordinator.cli", "serve")
+SERVE = (sys.executable, "-m", "coordinator.entry", "serve")  # as fedpeer-coordinator runs
 
 
 @contextlib.contextmanager
 def coordinator_process(home: Path, **popen: Any) -> Iterator[subprocess.Popen[str]]:
     """``fedpeer-coordinator serve`` on free ports in its own process, until SIGTERM."""
-    proc = subprocess.Popen(
-        [*SERVE, "--home", str(home), "--port", "0", "--enrol-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    options: dict[str, Any] = {
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.STDOUT,
+        "text": True,
+        # The command's own defaults, not the test run's (GRPC_VERBOSITY, say).
+        "env": {
+            **{k: v for k, v in os.environ.items() if not k.startswith("GRPC_")},
+            "PYTHONPATH": str(Path(__file__).parent.parent),
+        },
         **popen,
+    }
+    proc = subprocess.Popen(
+        [*SERVE, "--home", str(home), "--port", "0", "--enrol-port", "0"], **options
     )
     try:
         deadline = time.monotonic() + 30
