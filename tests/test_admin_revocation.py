@@ -8,6 +8,7 @@ that catches revocations made by another process.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -119,8 +120,9 @@ async def test_a_revoked_admin_is_refused_at_its_next_call(
 
 
 async def test_a_lost_admin_key_is_refused_before_its_first_call(
-    coordinator: RunningCoordinator, tmp_path: Path
+    coordinator: RunningCoordinator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="fedpeer.coordinator")
     lost_root, lost_fp = _deputy(coordinator, tmp_path / "lost", name="laptop")
     async with admin(coordinator) as adm:
         (revoked,) = await adm.revoke_admin(lost_fp.upper())
@@ -128,3 +130,4 @@ async def test_a_lost_admin_key_is_refused_before_its_first_call(
     async with AdminClient(coordinator.address, CoordinatorHome(lost_root)) as lost:
         with pytest.raises(IdentityError, match="revoked"):
             await lost.practices()
+    assert any("event=refused reason=admin_revoked" in r.getMessage() for r in caplog.records)

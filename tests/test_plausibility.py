@@ -155,3 +155,29 @@ def test_each_rule_is_named_once(coordinator_round: Round) -> None:
 @pytest.fixture
 def coordinator_round() -> Round:
     return Round("r1", AS_OF, DisclosurePolicy(), DEFINITIONS, "")
+
+
+async def test_the_agent_takes_the_refusal_as_a_verdict_and_stops_resending(
+    coordinator: RunningCoordinator, tmp_path: Path
+) -> None:
+    """INVALID_ARGUMENT is not one of the agent's retryable codes: the real agent marks
+    the release rejected, keeps it for the record, and does not send it again."""
+    from agent.client import Agent
+    from agent.outbox import REJECTED
+
+    async with admin(coordinator) as adm:
+        round_ = await adm.start_round(AS_OF, DEFINITIONS)
+    await _enrolled(coordinator, tmp_path, "V1")
+    dm, dna, size = rows_for("V1")
+
+    def poisoned(round_: Round) -> ReleaseDocument:
+        rows = [replace(dm, numerator=990, denominator=60, value=990 / 60), dna, size]
+        return ReleaseDocument("V1", round_.round_id, round_.as_of, _answers(round_, rows))
+
+    agent = Agent(tmp_path / "V1", poisoned, max_attempts=3, backoff_seconds=0.01)
+    (outcome,) = await agent.run_once()
+    assert outcome.status == "rejected" and "above the denominator" in outcome.detail
+    assert agent.outbox.get(round_.round_id).state == REJECTED  # type: ignore[union-attr]
+    again = await agent.run_once()  # the outbox answers from its record: not sent again
+    assert [o.status for o in again] == ["already"]
+    assert coordinator.store.signed_release(round_.round_id, "V1") is None
