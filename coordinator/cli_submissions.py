@@ -3,8 +3,9 @@
 ``submission exclude ROUND PRACTICE --why TEXT`` leaves an accepted submission out of the
 round's comparisons (it stays stored and receipted); ``submission include`` counts it
 again; ``submission list ROUND`` shows each submission and the decision in force. Every
-decision is kept with who made it, when and why. ``admin revoke NAME|FINGERPRINT``
-refuses admin certificates from their next call; ``admin list`` shows those seen.
+decision is kept with who made it, when and why. ``admin add NAME --out DIR`` issues an
+administrator their own certificate; ``admin revoke NAME|FINGERPRINT`` refuses admin
+certificates from their next call; ``admin list`` shows those seen.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 import typer
 from rich.table import Column, Table
 
-from coordinator.cli import COORDINATOR, HOME, _admin_call, app, console
+from coordinator.cli import COORDINATOR, HOME, _admin_call, app, console, issue_into
+from fedpeer.cli_support import folder_to_write
 
 submission_app = typer.Typer(
     help="Leave a practice's submission out of a round's comparisons, or count it again.",
@@ -84,6 +86,25 @@ def submission_list(
             e.why,
         )
     console.print(table)
+
+
+@admin_app.command("add")
+def admin_add(
+    name: str = typer.Argument(..., help="Who holds it: shown by `admin list`, revoked by name."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        callback=folder_to_write,
+        help="A new folder for the admin's key and cert (usable as --home for admin commands).",
+    ),
+    home: Path = HOME,
+) -> None:
+    """Issue another admin certificate, so that each administrator has their own."""
+    issue_into(out, "admin", home, lambda ca: ca.issue_admin(name))
+    console.print(
+        f"Admin {name}: key and certificate in {out} (keep the key private; "
+        f"`--home {out} --coordinator HOST:PORT` runs admin commands with it)"
+    )
 
 
 @admin_app.command("list")

@@ -24,7 +24,7 @@ from coordinator.cli import app
 from coordinator.server import CoordinatorConfig, RunningCoordinator, start_coordinator
 from fedpeer.channel import secure_channel
 from fedpeer.errors import FedpeerError, IdentityError
-from fedpeer.identity import cert_to_pem, fingerprint, key_to_pem
+from fedpeer.identity import cert_from_pem, fingerprint
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc
 
 runner = CliRunner()
@@ -77,15 +77,13 @@ async def test_revoking_a_practice_closes_its_stream_at_once(
 
 
 def _deputy(running: RunningCoordinator, root: Path, name: str = "deputy") -> tuple[Path, str]:
-    """A second admin's home: the same CA, its own admin key and certificate."""
-    home = CoordinatorHome(root)
-    root.mkdir()
-    source = running.home
-    key, cert = source.load_ca().issue_admin(name)
-    home.ca_cert.write_bytes(source.ca_cert.read_bytes())
-    home.admin_key.write_bytes(key_to_pem(key))
-    home.admin_cert.write_bytes(cert_to_pem(cert))
-    return root, fingerprint(cert)
+    """A second admin's own certificate, issued with ``admin add``; its folder, fingerprint."""
+    added = runner.invoke(
+        app, ["admin", "add", name, "--out", str(root), "--home", str(running.home.root)]
+    )
+    assert added.exit_code == 0, added.output
+    assert (root / "admin.key").stat().st_mode & 0o777 == 0o600
+    return root, fingerprint(cert_from_pem((root / "admin.crt").read_bytes()))
 
 
 async def test_a_revoked_admin_is_refused_at_its_next_call(
