@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,15 +18,21 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from agent.client import enrol
+from coordinator.admins import admin_seen, list_admins, revoke_admins
 from coordinator.ca import token_sha256
 from coordinator.cli import app
 from coordinator.comparisons import build_comparison
-from coordinator.exclusions import exclusion_history
+from coordinator.exclusions import (
+    ExclusionAction,
+    exclusion_history,
+    set_excluded,
+    submission_list,
+)
 from coordinator.rounds import start_round, submit
 from coordinator.server import RunningCoordinator
 from coordinator.store import Store
 from fedpeer.channel import secure_channel
-from fedpeer.collection import SignedRelease
+from fedpeer.collection import Round, SignedRelease
 from fedpeer.errors import FedpeerError
 from fedpeer.identity import CertificateAuthority, fingerprint, generate_key, make_csr
 from fedpeer.release import ResultRow
@@ -125,6 +132,40 @@ async def test_an_excluded_submission_leaves_the_comparison_and_comes_back(
     assert len(exclusion_history(store, round_.round_id)) == 2
 
 
+# -- the same on each kind of store -----------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        target: str | Path = tmp_path / "store.sqlite"
+    else:
+        target = request.getfixturevalue("postgres_url")
+    store = Store(target)
+    yield store
+    store.close()
+
+
+def test_exclusions_and_admin_revocations_on_each_store(any_store: Store) -> None:
+    site = Site.on(any_store, practices=2)
+    round_ = start_round(site.store, site.ca, AS_OF, DEFINITIONS)
+    for practice, n in zip(site.practices, (40, 60), strict=True):
+        site.send(practice, round_, _rows(n, 100))
+    now = dt.datetime.now(dt.UTC)
+    set_excluded(site.store, round_.round_id, "R0", ExclusionAction.EXCLUDE, "ops", "odd", now)
+    assert set(site.store.released_rows_frame(round_.round_id)["practice_id"]) == {"R1"}
+    entries = {e.practice_id: e for e in submission_list(site.store, round_.round_id)}
+    assert entries["R0"].excluded and entries["R0"].by == "ops" and not entries["R1"].excluded
+    set_excluded(site.store, round_.round_id, "R0", ExclusionAction.INCLUDE, "ops", "ok", now)
+    assert set(site.store.released_rows_frame(round_.round_id)["practice_id"]) == {"R0", "R1"}
+
+    assert not admin_seen(site.store, "a" * 64, "alice", now)
+    assert not admin_seen(site.store, "a" * 64, "alice", now)  # seen twice, recorded once
+    (revoked,) = revoke_admins(site.store, "alice", "b" * 64, "bob", now)
+    assert revoked.revoked_by == "bob" and admin_seen(site.store, "a" * 64, "alice", now)
+    assert [a.name for a in list_admins(site.store)] == ["alice"]
+
+
 # -- comparisons never crash on what was accepted --------------------------------------
 
 
@@ -132,7 +173,24 @@ class Site:
     """A real store and CA, and enrolled practices with their own keys, for the property."""
 
     def __init__(self, root: Path, practices: int = 7) -> None:
-        self.store = Store(root / "store.sqlite")
+        self._enrol(Store(root / "store.sqlite"), practices)
+
+    @classmethod
+    def on(cls, store: Store, practices: int) -> Site:
+        """A site on a store already open."""
+        site = cls.__new__(cls)
+        site._enrol(store, practices)
+        return site
+
+    def send(self, practice: tuple, round_: Round, rows: list[ResultRow]) -> object:  # type: ignore[type-arg]
+        """Sign a release of ``rows`` as the practice and submit it by the real path."""
+        pid, key, cert = practice
+        data = document_for(pid, round_, rows).to_bytes()
+        signed = SignedRelease(data, sign_bytes(key, data))
+        return submit(self.store, self.ca, pid, cert, round_.round_id, signed)
+
+    def _enrol(self, store: Store, practices: int) -> None:
+        self.store = store
         self.ca = CertificateAuthority.create()
         now = dt.datetime.now(dt.UTC)
         self.practices = []
@@ -191,20 +249,12 @@ def test_comparisons_build_from_whatever_was_accepted(
     site: Site, answers: list[tuple[int, int, int, int]]
 ) -> None:
     round_ = start_round(site.store, site.ca, AS_OF, DEFINITIONS)
-    for (pid, key, cert), numbers in zip(site.practices, answers, strict=False):
-        data = document_for(pid, round_, _random_rows(numbers)).to_bytes()
+    for practice, numbers in zip(site.practices, answers, strict=False):
         try:
-            submit(
-                site.store,
-                site.ca,
-                pid,
-                cert,
-                round_.round_id,
-                SignedRelease(data, sign_bytes(key, data)),
-            )
+            site.send(practice, round_, _random_rows(numbers))
         except FedpeerError:
             continue  # refused: nothing stored, nothing to compare
-        ACCEPTED.append(pid)
+        ACCEPTED.append(practice[0])
     frame = site.store.released_rows_frame(round_.round_id)
     comparison = build_comparison(frame, policy=round_.policy)
     assert set(comparison.practices) == set(frame["practice_id"])
