@@ -31,40 +31,28 @@ PRACTICE = typer.Argument(..., help="The practice's id.")
 WHY = typer.Option(..., "--why", help="Why: kept with the decision, with who and when.")
 
 
-def _decide(
-    home: Path, coordinator: str | None, round_id: str, practice_id: str, excluded: bool, why: str
-) -> None:
-    entry = _admin_call(
-        home, coordinator, lambda c: c.set_excluded(round_id, practice_id, excluded, why)
-    )
-    if entry.excluded:
-        console.print(f"Round {round_id}: {practice_id}'s submission is left out of comparisons.")
-    else:
-        console.print(f"Round {round_id}: {practice_id}'s submission is counted again.")
+def _decision(excluded: bool, summary: str) -> None:
+    """Register ``submission exclude`` or ``include``: the same command, one flag apart."""
+
+    def decide(
+        round_id: str = ROUND,
+        practice_id: str = PRACTICE,
+        why: str = WHY,
+        home: Path = HOME,
+        coordinator: str | None = COORDINATOR,
+    ) -> None:
+        entry = _admin_call(
+            home, coordinator, lambda c: c.set_excluded(round_id, practice_id, excluded, why)
+        )
+        counted = "is counted again" if not entry.excluded else "is left out of comparisons"
+        console.print(f"Round {round_id}: {practice_id}'s submission {counted}.")
+
+    decide.__doc__ = summary
+    submission_app.command("exclude" if excluded else "include")(decide)
 
 
-@submission_app.command("exclude")
-def submission_exclude(
-    round_id: str = ROUND,
-    practice_id: str = PRACTICE,
-    why: str = WHY,
-    home: Path = HOME,
-    coordinator: str | None = COORDINATOR,
-) -> None:
-    """Leave a practice's submission out of a round's comparisons and reports."""
-    _decide(home, coordinator, round_id, practice_id, True, why)
-
-
-@submission_app.command("include")
-def submission_include(
-    round_id: str = ROUND,
-    practice_id: str = PRACTICE,
-    why: str = WHY,
-    home: Path = HOME,
-    coordinator: str | None = COORDINATOR,
-) -> None:
-    """Count an excluded submission again."""
-    _decide(home, coordinator, round_id, practice_id, False, why)
+_decision(True, "Leave a practice's submission out of a round's comparisons and reports.")
+_decision(False, "Count an excluded submission again.")
 
 
 @submission_app.command("list")

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from agent.identity_store import AgentIdentity
 from coordinator.admin_client import AdminClient
@@ -100,39 +92,3 @@ def signed_request(identity: AgentIdentity, round_: Round, rows: list[ResultRow]
     data = document_for(identity.practice_id, round_, rows).to_bytes()
     signed = SignedRelease(data, sign_bytes(key_from_pem(identity.key_pem), data))
     return wire.release_to_proto(round_.round_id, signed)
-
-
-SERVE = (sys.executable, "-m", "coordinator.entry", "serve")  # as fedpeer-coordinator runs
-
-
-@contextlib.contextmanager
-def coordinator_process(home: Path, **popen: Any) -> Iterator[subprocess.Popen[str]]:
-    """``fedpeer-coordinator serve`` on free ports in its own process, until SIGTERM."""
-    options: dict[str, Any] = {
-        "stdout": subprocess.PIPE,
-        "stderr": subprocess.STDOUT,
-        "text": True,
-        # The command's own defaults, not the test run's (GRPC_VERBOSITY, say).
-        "env": {
-            **{k: v for k, v in os.environ.items() if not k.startswith("GRPC_")},
-            "PYTHONPATH": str(Path(__file__).parent.parent),
-        },
-        **popen,
-    }
-    proc = subprocess.Popen(
-        [*SERVE, "--home", str(home), "--port", "0", "--enrol-port", "0"], **options
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (home / "address").exists():
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "the coordinator did not start"
-            time.sleep(0.05)
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a hung coordinator
-            proc.kill()
-            proc.communicate()
