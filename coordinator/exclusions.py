@@ -4,7 +4,8 @@ A coordinator who finds a submission wrong after it was accepted (a practice's e
 was broken, say) excludes it: the submission stays stored and receipted, but the store's
 frame of released rows (``Store.released_rows_frame``) no longer has it, so comparisons
 and reports do not count it. Every decision is kept in ``exclusion_events`` with who made
-it, when and why; ``submission_exclusions`` holds the exclusions in force.
+it, when and why; ``submission_exclusions`` holds the exclusions in force. A closed
+round's stored comparison is rebuilt at each decision, so reports read it at once.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
+from coordinator.comparison_store import record_comparison
+from coordinator.round_states import RoundState
 from coordinator.store import Store, utc
 from coordinator.tables import exclusion_events, submission_exclusions, submissions
 from fedpeer.errors import StoreError
 
 WHY_LIMIT = 2000
+# Rounds whose comparison is stored (``coordinator.comparison_store``) and read by reports.
+STORED = frozenset({RoundState.CLOSED, RoundState.PUBLISHED})
 
 
 class ExclusionAction(StrEnum):
@@ -98,6 +103,8 @@ def set_excluded(
                 why=reason,
             )
         )
+    if store.round_state(round_id) in STORED:
+        record_comparison(store, round_id)  # its stored comparison is rebuilt without it
     (entry,) = [e for e in submission_list(store, round_id) if e.practice_id == practice_id]
     return entry
 

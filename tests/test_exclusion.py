@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from _coordinator_helpers import AS_OF, DEFINITIONS, admin, document_for, signed_request, start
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +32,7 @@ from coordinator.exclusions import (
 from coordinator.rounds import start_round, submit
 from coordinator.server import RunningCoordinator
 from coordinator.store import Store
+from coordinator.tables import comparison_indicators
 from fedpeer.channel import secure_channel
 from fedpeer.collection import Round, SignedRelease
 from fedpeer.errors import FedpeerError
@@ -130,6 +132,24 @@ async def test_an_excluded_submission_leaves_the_comparison_and_comes_back(
         assert isinstance(bad.exception, FedpeerError), bad.output
         assert words in str(bad.exception)
     assert len(exclusion_history(store, round_.round_id)) == 2
+
+    # A closed round's stored comparison, which reports and trends read, follows too.
+    async with admin(coordinator) as adm:
+        await adm.close_round(round_.round_id)
+
+    def stored_overall() -> float | None:
+        with store.engine.connect() as conn:
+            return conn.execute(
+                sa.select(comparison_indicators.c.overall).where(
+                    comparison_indicators.c.round_id == round_.round_id,
+                    comparison_indicators.c.indicator == "dm_hba1c_le58",
+                )
+            ).scalar()
+
+    assert stored_overall() == pytest.approx(with_all)
+    again = await _cli(coordinator, "submission", "exclude", round_.round_id, "E6", "--why", "x")
+    assert again.exit_code == 0, again.output
+    assert stored_overall() == pytest.approx(without)
 
 
 # -- the same on each kind of store -----------------------------------------------------
