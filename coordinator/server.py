@@ -33,6 +33,7 @@ from coordinator.metrics import CoordinatorMetrics, MetricsInterceptor, MetricsS
 from coordinator.release_check import check_document
 from coordinator.round_clock import RoundClock
 from coordinator.rounds import DocumentCheck
+from coordinator.services import WellFormedInterceptor
 from coordinator.services.admin import AdminServicer
 from coordinator.services.agent import AgentServicer, RoundAnnouncer
 from coordinator.services.auth import AuthInterceptor
@@ -183,7 +184,12 @@ async def start_coordinator(
     counted = MetricsInterceptor(metrics)  # outermost: it sees refusals by the others too
     main = grpc.aio.server(
         options=server_options(),
-        interceptors=[counted, VersionInterceptor(), AuthInterceptor(store)],
+        interceptors=[
+            counted,
+            WellFormedInterceptor(),
+            VersionInterceptor(),
+            AuthInterceptor(store),
+        ],
     )
     agent_pb2_grpc.add_AgentServicer_to_server(
         AgentServicer(
@@ -204,7 +210,7 @@ async def start_coordinator(
 
     enrol = grpc.aio.server(
         options=enrolment_server_options(),
-        interceptors=[counted, VersionInterceptor()],
+        interceptors=[counted, WellFormedInterceptor(), VersionInterceptor()],
         maximum_concurrent_rpcs=ENROLMENT_MAX_CONCURRENT_RPCS,
     )
     enrolment_pb2_grpc.add_EnrolmentServicer_to_server(

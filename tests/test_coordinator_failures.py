@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 import sqlalchemy as sa
-from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, signed_request
+from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, rows_for, signed_request
 
 from agent.client import Agent, enrol
 from agent.outbox import ACKNOWLEDGED
@@ -106,7 +106,7 @@ async def test_an_internal_error_names_a_reference_not_the_sql_and_keeps_the_rel
     async with secure_channel(
         identity.coordinator, identity.ca_pem, identity.key_pem, identity.cert_pem
     ) as channel:
-        request = signed_request(identity, round_, [])
+        request = signed_request(identity, round_, rows_for("F1"))
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await agent_pb2_grpc.AgentStub(channel).Submit(request)
     assert caught.value.code() == grpc.StatusCode.INTERNAL
