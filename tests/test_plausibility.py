@@ -163,7 +163,7 @@ async def test_the_agent_takes_the_refusal_as_a_verdict_and_stops_resending(
     """INVALID_ARGUMENT is not one of the agent's retryable codes: the real agent marks
     the release rejected, keeps it for the record, and does not send it again."""
     from agent.client import Agent
-    from agent.outbox import REJECTED
+    from agent.outbox import Delivery
 
     async with admin(coordinator) as adm:
         round_ = await adm.start_round(AS_OF, DEFINITIONS)
@@ -177,7 +177,7 @@ async def test_the_agent_takes_the_refusal_as_a_verdict_and_stops_resending(
     agent = Agent(tmp_path / "V1", poisoned, max_attempts=3, backoff_seconds=0.01)
     (outcome,) = await agent.run_once()
     assert outcome.status == "rejected" and "above the denominator" in outcome.detail
-    assert agent.outbox.get(round_.round_id).state == REJECTED  # type: ignore[union-attr]
+    assert agent.outbox.get(round_.round_id).state == Delivery.REJECTED  # type: ignore[union-attr]
     again = await agent.run_once()  # the outbox answers from its record: not sent again
     assert [o.status for o in again] == ["already"]
     assert coordinator.store.signed_release(round_.round_id, "V1") is None
