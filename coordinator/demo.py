@@ -149,9 +149,8 @@ async def run_demo(
                     for t, agent_home in zip(traits, agent_homes, strict=True)
                 ]
                 outcomes = await asyncio.gather(*(agent.run_once() for agent in agents))
-                failed = [
-                    o for batch in outcomes for o in batch if o.status is not Status.SUBMITTED
-                ]
+                answers = [o for batch in outcomes for o in batch]
+                failed = [o for o in answers if o.status is not Status.SUBMITTED]
                 for o in failed:
                     console.print(f"[red]round {o.round_id}: {o.status}[/] {o.detail}")
                 status = await admin.status(round_.round_id)
