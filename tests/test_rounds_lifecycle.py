@@ -133,8 +133,12 @@ async def test_the_deadline_is_signed_refuses_late_answers_and_closes_the_round(
             final = await _until(closed)
             seen = running.store.round_state(round_.round_id)
             assert seen is RoundState.CLOSED
+
             # Closed by the clock, its comparison is stored as a closing by hand stores it.
-            assert has_stored_comparison(running.store, round_.round_id)
+            async def stored() -> bool:
+                return has_stored_comparison(running.store, round_.round_id)
+
+            assert await _until(stored)  # just after the close, in the same tick
             # Past the deadline the unanswered are late, and the quorum is shown unmet.
             assert {p.practice_id: p.state for p in final.practices} == {
                 "D1": "submitted",
