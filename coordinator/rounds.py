@@ -1,6 +1,7 @@
 """The round lifecycle, as plain functions over the store: start, submit, refuse, close.
 
-The coordinator signs each round's manifest and each receipt with its CA key. Every
+The coordinator signs each round's manifest and each receipt with its signing key
+(``fedpeer.identity.SigningIdentity``), and each carries the signer's certificate. Every
 round carries the network's disclosure policy; no round sets its own. A release is
 verified and checked (``coordinator.release_check``) before it is stored, and its
 receipt names the SHA-256 of exactly the bytes the practice signed.
@@ -34,7 +35,7 @@ from fedpeer.collection import (
 from fedpeer.dates import reference_date_problem
 from fedpeer.definitions import load_round_set, serialize
 from fedpeer.errors import RoundError
-from fedpeer.identity import CertificateAuthority
+from fedpeer.identity import SigningIdentity
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.signing import sign
 
@@ -63,7 +64,7 @@ def standard_definitions() -> list[DefinitionDocument]:
 
 def start_round(
     store: Store,
-    ca: CertificateAuthority,
+    signer: SigningIdentity,
     as_of: dt.date,
     definitions: Iterable[DefinitionDocument] = (),
     policy: DisclosurePolicy | None = None,
@@ -92,7 +93,7 @@ def start_round(
     ids = [d.id for d in unsigned.definitions]
     if len(set(ids)) != len(ids):
         raise RoundError("a round names each indicator definition once")
-    signed = Round(**{**unsigned.__dict__, "signature": sign(ca.key, unsigned.manifest())})
+    signed = Round(**{**unsigned.__dict__, **_signed(signer, unsigned.manifest())})
     store.add_round(signed, now)
     return signed
 
@@ -105,8 +106,12 @@ def _check_deadline(round_: Round, now: dt.datetime) -> None:
         )
 
 
+def _signed(signer: SigningIdentity, document: object) -> dict[str, bytes]:
+    return {"signature": sign(signer.key, document), "signer_certificate": signer.certificate_der}
+
+
 def prepare_release(
-    ca: CertificateAuthority,
+    signer: SigningIdentity,
     practice_id: str,
     sender: x509.Certificate,
     round_: Round,
@@ -126,13 +131,13 @@ def prepare_release(
         received_at=isoformat_z(now),
         content_sha256=signed.digest,
     )
-    receipt = Receipt(**{**unsigned.__dict__, "signature": sign(ca.key, unsigned.document())})
+    receipt = Receipt(**{**unsigned.__dict__, **_signed(signer, unsigned.document())})
     return PendingSubmission(receipt, signed, document, now)
 
 
 def submit(
     store: Store,
-    ca: CertificateAuthority,
+    signer: SigningIdentity,
     practice_id: str,
     sender: x509.Certificate,
     round_id: str,
@@ -140,7 +145,7 @@ def submit(
     check: DocumentCheck | None = check_document,
 ) -> Receipt:
     """Verify, check and store a signed release; the signed receipt of record, after the commit."""
-    pending = prepare_release(ca, practice_id, sender, store.round(round_id), signed, check)
+    pending = prepare_release(signer, practice_id, sender, store.round(round_id), signed, check)
     return store.record_submission(
         pending.receipt, pending.signed, pending.document, pending.received_at
     )

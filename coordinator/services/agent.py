@@ -13,6 +13,7 @@ import grpc
 from coordinator import rounds
 from coordinator.announce import RoundListener
 from coordinator.background import stop_task
+from coordinator.ca import CoordinatorKeys
 from coordinator.group_commit import GroupCommit
 from coordinator.services import domain_errors, transient
 from coordinator.services.auth import (
@@ -25,7 +26,6 @@ from coordinator.services.studies import AgentStudyMethods
 from coordinator.store import Store
 from coordinator.studies import StudyBook
 from fedpeer import wire
-from fedpeer.identity import CertificateAuthority
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 log = logging.getLogger("fedpeer.coordinator")
@@ -102,7 +102,7 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
     def __init__(
         self,
         store: Store,
-        ca: CertificateAuthority,
+        ca: CoordinatorKeys,
         announcer: RoundAnnouncer,
         studies: StudyBook,
         check: rounds.DocumentCheck | None = None,
@@ -177,7 +177,9 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         )
         # CPU only (a signature checked, the release checked, a receipt signed): on the
         # event loop, as a hop to a thread and back would cost more than it takes.
-        pending = rounds.prepare_release(self._ca, practice_id, sender, round_, signed, self._check)
+        pending = rounds.prepare_release(
+            self._ca.signer, practice_id, sender, round_, signed, self._check
+        )
         receipt = await self._writer.record(pending)
         log.info(
             "event=submission practice=%s round=%s sha256=%s",
