@@ -19,7 +19,7 @@ import pandas as pd
 import typer
 from rich.table import Column, Table
 
-from coordinator import cli_rounds
+from coordinator import cli_keys, cli_rounds
 from coordinator.admin_client import AdminClient, recorded_address, rows_frame
 from coordinator.backup import backup, restore
 from coordinator.ca import CA_PASSPHRASE_ENV, CoordinatorHome, ca_passphrase, init_home
@@ -513,6 +513,7 @@ def analyst_add(
 
 
 cli_rounds.register(round_app, _admin_call, HOME, COORDINATOR)
+cli_keys.register(app, HOME)
 
 
 def main() -> None:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from cryptography import x509
 
+from coordinator.ca import CaKeyOffline, CoordinatorKeys
 from coordinator.comparison_store import record_comparison
 from coordinator.release_check import check_document, verified_document
 from coordinator.round_states import RoundState
@@ -35,7 +37,7 @@ from fedpeer.collection import (
 from fedpeer.dates import reference_date_problem
 from fedpeer.definitions import load_round_set, serialize
 from fedpeer.errors import RoundError
-from fedpeer.identity import SigningIdentity
+from fedpeer.identity import CertificateAuthority, SigningIdentity
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.signing import sign
 
@@ -108,6 +110,26 @@ def _check_deadline(round_: Round, now: dt.datetime) -> None:
 
 def _signed(signer: SigningIdentity, document: object) -> dict[str, bytes]:
     return {"signature": sign(signer.key, document), "signer_certificate": signer.certificate_der}
+
+
+def ca_for_old_agents(ca: CoordinatorKeys) -> CertificateAuthority:
+    """The CA, to sign for an agent before 0.3.0; CaKeyOffline telling it to upgrade.
+
+    Such an agent checks rounds and receipts against the CA key it pinned, so it is
+    served while the CA key is online and told to upgrade while it is not.
+    """
+    if ca.authority is None:
+        raise CaKeyOffline(
+            "this agent checks rounds and receipts against the CA key, which this coordinator"
+            " keeps offline: upgrade the agent (fedpeer 0.3.0 or newer)"
+        )
+    return ca.authority
+
+
+def signed_by_ca(item: Round | Receipt, authority: CertificateAuthority) -> Round | Receipt:
+    """``item`` signed by the CA key itself, with no signer certificate (agents before 0.3.0)."""
+    document = item.manifest() if isinstance(item, Round) else item.document()
+    return replace(item, signature=sign(authority.key, document), signer_certificate=b"")
 
 
 def prepare_release(

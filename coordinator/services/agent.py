@@ -23,6 +23,7 @@ from coordinator.services.auth import (
     enrolment_refusal,
 )
 from coordinator.services.studies import AgentStudyMethods
+from coordinator.services.version import knows_signer
 from coordinator.store import Store
 from coordinator.studies import StudyBook
 from fedpeer import wire
@@ -163,6 +164,8 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
     ) -> common_pb2.Round:
         """The signed round."""
         round_ = await asyncio.to_thread(self._store.round, request.round_id)
+        if not knows_signer(context):
+            round_ = rounds.signed_by_ca(round_, rounds.ca_for_old_agents(self._ca))
         return wire.round_to_proto(round_)
 
     @domain_errors
@@ -171,6 +174,8 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
     ) -> common_pb2.Receipt:
         """Verify and store the practice's signed release; the receipt only after the commit."""
         practice_id, sender = calling_practice(), calling_certificate()
+        # Before anything is stored: an agent that cannot check this coordinator's receipt.
+        old = None if knows_signer(context) else rounds.ca_for_old_agents(self._ca)
         signed = wire.release_from_proto(request)
         round_ = self._store.cached_round(request.round_id) or await asyncio.to_thread(
             self._store.round, request.round_id
@@ -187,6 +192,8 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
             request.round_id,
             receipt.content_sha256[:16],
         )
+        if old is not None:  # stored as the signing key signed it; sent as the CA signs
+            receipt = rounds.signed_by_ca(receipt, old)
         return wire.receipt_to_proto(receipt)
 
     @domain_errors
