@@ -45,7 +45,7 @@ DEFAULT_TOKEN_VALIDITY = dt.timedelta(days=7)
 CA_PASSPHRASE_ENV = "FEDPEER_CA_PASSPHRASE"  # opens an encrypted CA key without a prompt
 SIGNER_RENEWAL = dt.timedelta(days=30)  # `serve` renews a signer this close to expiry
 CA_KEY_OFFLINE = (
-    "enrolment needs the CA key: start the coordinator with the CA key's passphrase"
+    "{what} needs the CA key: start the coordinator with the CA key's passphrase"
     f" ({CA_PASSPHRASE_ENV}) or bring the CA key online"
 )
 PRACTICE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -268,16 +268,16 @@ class CoordinatorKeys:
         """The CA certificate, PEM."""
         return cert_to_pem(self.cert)
 
-    def issuer(self) -> CertificateAuthority:
-        """The CA, to issue certificates; CaKeyOffline when the coordinator runs without it."""
+    def issuer(self, what: str = "enrolment") -> CertificateAuthority:
+        """The CA, for ``what``; CaKeyOffline, naming it, when the coordinator runs without it."""
         if self.authority is None:
-            raise CaKeyOffline(CA_KEY_OFFLINE)
+            raise CaKeyOffline(CA_KEY_OFFLINE.format(what=what))
         return self.authority
 
     @property
     def key(self) -> ec.EllipticCurvePrivateKey:
         """The CA key (studies are still signed with it); CaKeyOffline without it."""
-        return self.issuer().key
+        return self.issuer("creating a study").key
 
 
 def rotate_signer(home: CoordinatorHome, ca: CertificateAuthority) -> SigningIdentity:
