@@ -336,21 +336,18 @@ def load_keys(home: CoordinatorHome, passphrase: bytes | None = None) -> Coordin
         if passphrase or not key_is_encrypted(home.ca_key.read_bytes()):
             authority = home.load_ca(passphrase)
     problem = _signer_problem(home, ca_cert)
-    if problem is not None and authority is None:
+    if problem is None:
+        signer = signer_from_pem(home.signing_key.read_bytes(), home.signing_cert.read_bytes())
+        if not _expires_soon(signer):
+            return CoordinatorKeys(ca_cert, signer, authority)
+        if authority is None:
+            log.warning(
+                "event=signing_key_expiring until=%s: run `fedpeer-coordinator signing-key rotate`",
+                f"{signer.cert.not_valid_after_utc:%Y-%m-%d}",
+            )
+            return CoordinatorKeys(ca_cert, signer, authority)
+    elif authority is None:
         raise IdentityError(
             f"{problem}: run `fedpeer-coordinator signing-key rotate` (it needs the CA key)"
         )
-    signer = (
-        None
-        if problem
-        else signer_from_pem(home.signing_key.read_bytes(), home.signing_cert.read_bytes())
-    )
-    if authority is not None and (signer is None or _expires_soon(signer)):
-        signer = rotate_signer(home, authority)
-    elif signer is not None and _expires_soon(signer):
-        log.warning(
-            "event=signing_key_expiring until=%s: run `fedpeer-coordinator signing-key rotate`",
-            f"{signer.cert.not_valid_after_utc:%Y-%m-%d}",
-        )
-    assert signer is not None  # one of the branches above made or loaded it
-    return CoordinatorKeys(ca_cert, signer, authority)
+    return CoordinatorKeys(ca_cert, rotate_signer(home, authority), authority)

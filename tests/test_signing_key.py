@@ -28,7 +28,13 @@ from test_signing_key_passphrase import PASSPHRASE, _cli
 
 from agent.client import Agent, enrol
 from agent.identity_store import AgentHome
-from coordinator.ca import CA_PASSPHRASE_ENV, CoordinatorHome, init_home, rotate_signer
+from coordinator.ca import (
+    CA_PASSPHRASE_ENV,
+    CoordinatorHome,
+    init_home,
+    load_keys,
+    rotate_signer,
+)
 from coordinator.round_states import RoundState
 from coordinator.rounds import isoformat_z
 from coordinator.server import CoordinatorConfig, RunningCoordinator, start_coordinator
@@ -41,7 +47,9 @@ from fedpeer.identity import (
     SIGNER_USAGE,
     CertificateAuthority,
     SigningIdentity,
+    cert_to_pem,
     key_from_pem,
+    key_to_pem,
     verify_signer,
 )
 from fedpeer.signing import sign, verify, verify_receipt, verify_round
@@ -344,3 +352,34 @@ def test_rotate_needs_the_ca_passphrase_and_says_so_in_one_line(tmp_path: Path) 
     verify_signer(after, x509.load_pem_x509_certificate((home / "ca.crt").read_bytes()))
     assert after.signature_hash_algorithm is not None
     assert isinstance(after.signature_hash_algorithm, hashes.SHA256)
+
+
+def test_serve_renews_a_signer_with_the_ca_key_and_names_what_to_run_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = init_home(tmp_path / "coord", passphrase=PASSPHRASE)
+    monkeypatch.delenv(CA_PASSPHRASE_ENV, raising=False)
+    ca = home.load_ca(PASSPHRASE)
+
+    def put(signer: SigningIdentity) -> None:
+        home.signing_key.write_bytes(key_to_pem(signer.key))
+        home.signing_cert.write_bytes(cert_to_pem(signer.cert))
+
+    home.signing_key.unlink()  # a home made before signing keys
+    with pytest.raises(IdentityError, match="holds no signing key: run `fedpeer-coordinator"):
+        load_keys(home)
+    made = load_keys(home, PASSPHRASE)
+    assert made.authority is not None and home.signing_key.exists()
+    verify_signer(made.signer.cert, made.cert)
+
+    put(CertificateAuthority.create().issue_signer())  # another CA's: never used
+    with pytest.raises(IdentityError, match="not issued by this coordinator's CA"):
+        load_keys(home)
+    put(ca.issue_signer(validity=dt.timedelta(days=10)))  # near its end
+    kept = load_keys(home)  # without the CA key: kept, with a warning in the log
+    assert kept.authority is None and kept.signer.cert == x509.load_pem_x509_certificate(
+        home.signing_cert.read_bytes()
+    )
+    renewed = load_keys(home, PASSPHRASE)
+    assert renewed.signer.certificate_der != kept.signer.certificate_der
+    assert renewed.signer.cert.not_valid_after_utc > kept.signer.cert.not_valid_after_utc
