@@ -335,6 +335,8 @@ def load_keys(home: CoordinatorHome, passphrase: bytes | None = None) -> Coordin
             )
         if passphrase or not key_is_encrypted(home.ca_key.read_bytes()):
             authority = home.load_ca(passphrase)
+    if authority is None:
+        log.warning("event=ca_key_offline enrolment=refused signing=%s", home.signing_key.name)
     problem = _signer_problem(home, ca_cert)
     if problem is None:
         signer = signer_from_pem(home.signing_key.read_bytes(), home.signing_cert.read_bytes())
