@@ -273,6 +273,16 @@ async def test_a_coordinator_without_its_ca_key_runs_rounds_but_not_enrolment(
             assert (await adm.status(round_.round_id)).practices[0].state == "submitted"
             closed = await adm.close_round(round_.round_id)
             assert closed.state == "closed"
+            # Studies are still signed by the CA key: refused in the same words.
+            with pytest.raises(FedpeerError, match="creating a study needs the CA key"):
+                await adm.create_study(
+                    owner="Dr A Analyst",
+                    title="Diabetes control",
+                    purpose="To compare diabetes control across practices.",
+                    as_of=AS_OF,
+                    min_practices=5,
+                    definitions=list(DEFINITIONS[:1]),
+                )
         # An agent before 0.3.0 checks against the CA key: told to upgrade, in words.
         with pytest.raises(grpc.aio.AioRpcError) as old:
             await _old_agent_get_round(running, tmp_path / "A81001", round_.round_id)
