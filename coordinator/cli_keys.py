@@ -15,6 +15,7 @@ import typer
 
 from coordinator.ca import CoordinatorHome, rotate_signer
 from fedpeer.cli_support import existing_home, make_console
+from fedpeer.errors import IdentityError
 from fedpeer.identity import SigningIdentity, fingerprint, key_is_encrypted, signer_from_pem
 
 console = make_console()
@@ -48,6 +49,11 @@ def register(app: typer.Typer, home_option: Any) -> None:
     def show(home: Path = home_option) -> None:
         """The signing key in place, and whether the CA key is here and encrypted."""
         coord_home = CoordinatorHome(existing_home(home, "coordinator", "fedpeer-coordinator init"))
+        if not coord_home.signing_key.exists():
+            raise IdentityError(
+                f"{coord_home.root} holds no signing key: run `fedpeer-coordinator signing-key "
+                "rotate` (it needs the CA key)"
+            )
         signer = signer_from_pem(
             coord_home.signing_key.read_bytes(), coord_home.signing_cert.read_bytes()
         )
