@@ -127,10 +127,12 @@ class CoordinatorHome:
 
         IdentityError when the home was not initialised or the passphrase is wrong.
         """
-        if not self.ca_key.exists() or not self.ca_cert.exists():
+        if not self.ca_cert.exists():
             raise IdentityError(
                 f"{self.root} holds no coordinator CA: run `fedpeer-coordinator init` first"
             )
+        if not self.ca_key.exists():
+            raise IdentityError(f"{self.ca_key} is not here: bring the CA key back from offline")
         key_pem = self.ca_key.read_bytes()
         if key_is_encrypted(key_pem) and not passphrase:
             passphrase = ca_passphrase(f"the passphrase of {self.ca_key}")

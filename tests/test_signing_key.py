@@ -355,6 +355,14 @@ def test_rotate_needs_the_ca_passphrase_and_says_so_in_one_line(tmp_path: Path) 
         assert failed.returncode == 1 and "Traceback" not in out
         assert len(out.splitlines()) == 1 and said in out
         assert (home / "signing.crt").read_bytes() == before
+    ca_key = (home / "ca.key").read_bytes()
+    (home / "ca.key").unlink()  # kept offline: the coordinator serves, rotation says why not
+    assert load_keys(CoordinatorHome(home)).authority is None
+    failed = _cli(home, {CA_PASSPHRASE_ENV: ""}, "signing-key", "rotate")
+    out = (failed.stdout + failed.stderr).strip()
+    assert failed.returncode == 1 and len(out.splitlines()) == 1
+    assert "ca.key is not here: bring the CA key back from offline" in out
+    (home / "ca.key").write_bytes(ca_key)
     done = _cli(home, {CA_PASSPHRASE_ENV: PASSPHRASE.decode()}, "signing-key", "rotate")
     assert done.returncode == 0, done.stderr
     after = x509.load_pem_x509_certificate((home / "signing.crt").read_bytes())
