@@ -27,6 +27,7 @@ from pathlib import Path
 
 from agent.local_db import private_file
 from fedpeer.canonical import canonical_json, sha256_hex
+from fedpeer.private_files import private_dir
 
 AUDIT_FILE = "audit.jsonl"
 GENESIS = "0" * 64
@@ -57,8 +58,7 @@ class AuditLog:
     @classmethod
     def at_home(cls, home: Path) -> AuditLog:
         """The audit log of the agent whose home directory is ``home``."""
-        home.mkdir(parents=True, exist_ok=True)
-        return cls(home / AUDIT_FILE)
+        return cls(private_dir(home) / AUDIT_FILE)
 
     def entries(self) -> list[dict[str, object]]:
         """Every entry, in file order (unverified)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from agent.cli_home import HOME, agent_home
-from agent.client import SENT, Agent, enrol
+from agent.client import SENT, Agent, Status, enrol
 from agent.location import check_location
 from agent.service import practice_agent  # one wiring for `run` and the service
 from fedpeer.channel import split_address
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
             elif outcome.detail:
                 line += f" ({outcome.detail})"
             console.print(line)
-        unsent = [o for o in outcomes if o.status not in (*SENT, "already")]
+        unsent = [o for o in outcomes if o.status not in (*SENT, Status.ALREADY)]
         if unsent and not any(o.status in SENT for o in outcomes):
             # A scheduled `run --once` shows by its exit status that rounds wait unanswered.
             console.print(f"Nothing was sent: {len(unsent)} round(s) still unanswered.")

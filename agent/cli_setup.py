@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import shlex
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import typer
 from agent.cli_home import HOME
 from agent.doctor import DEFAULT_TIMEOUT, Status, check_extract, diagnose, shown_location, summary
 from agent.policy_file import AGENT_TOML, agent_toml_template
+from fedpeer.private_files import private_dir, write_private
 
 EXTRACT = typer.Option(
     None, "--extract", help="CSV or Parquet directory, or a SQLAlchemy URL, to check it opens."
@@ -29,12 +29,6 @@ EXTRACT = typer.Option(
 def _fail(message: str) -> None:
     typer.echo(message, err=True)
     raise typer.Exit(1)
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
 
 
 def init(
@@ -48,8 +42,8 @@ def init(
         _fail(f"{home} is a file, not a folder: give the folder for the agent's home")
     if path.exists() and not force:
         _fail(f"{path} already exists and was left as it is (--force replaces it)")
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _write_private(path, agent_toml_template())
+    private_dir(home)
+    write_private(path, agent_toml_template())
     typer.echo(
         f"Wrote {path}: every setting commented out at its default, each explained; "
         "edit it to make disclosure control stricter, never looser."

@@ -22,13 +22,14 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 
 from agent.identity_store import AgentHome, AgentIdentity
-from agent.outbox import ACKNOWLEDGED, REFUSAL, REJECTED, SUBMISSION, Outbox, OutboxEntry
+from agent.outbox import AnswerKind, Delivery, Outbox, OutboxEntry
 from agent.pipeline import AwaitingApproval
 from agent.retry import RetriesExhausted, RetryPolicy, is_transient
 from fedpeer import wire
@@ -85,12 +86,23 @@ NOT_A_VERDICT = (
     grpc.StatusCode.ABORTED,
     grpc.StatusCode.CANCELLED,
 )
-# Outcomes of a round the agent tries again while it follows: the practice approved
-# meanwhile, or its extract was fixed.
-AWAITING = "awaiting approval"
-FAILED = "failed"
+
+
+class Status(StrEnum):
+    """What happened to one round when the agent answered it."""
+
+    SUBMITTED = "submitted"  # a release, receipted just now
+    REFUSED = "refused"  # the practice's refusal, recorded just now
+    ALREADY = "already"  # answered before: the outbox holds its fate
+    REJECTED = "rejected"  # the coordinator refused the answer for good
+    # The agent tries these again while it follows: the practice approved meanwhile, or
+    # its extract was fixed.
+    AWAITING = "awaiting approval"
+    FAILED = "failed"
+
+
 # Outcomes in which an answer (a release or a refusal) reached the coordinator just now.
-SENT = frozenset({"submitted", "refused"})
+SENT = frozenset({Status.SUBMITTED, Status.REFUSED})
 CALL_TIMEOUT = 30.0
 
 
@@ -187,7 +199,7 @@ class Outcome:
     or failed."""
 
     round_id: str
-    status: str
+    status: Status
     receipt: Receipt | None = None
     detail: str = ""
 
@@ -220,7 +232,7 @@ class Agent:
         self._retry = retry or RetryPolicy(backoff_seconds, max_backoff_seconds, max_attempts)
         self._stamp = stamp
         # Rounds to try again while following: round id -> (outcome, input stamp then).
-        self._again: dict[str, tuple[str, object]] = {}
+        self._again: dict[str, tuple[Status, object]] = {}
 
     def _channel(self) -> grpc.aio.Channel:
         i = self.identity
@@ -362,8 +374,8 @@ class Agent:
         """Answer one round: verify it, prepare, store in the outbox, send, record receipt."""
         entry = self.outbox.get(round_id)
         if entry is not None:
-            if entry.state in (ACKNOWLEDGED, REJECTED):
-                return Outcome(round_id, "already", self._receipt(entry), entry.detail)
+            if entry.state in (Delivery.ACKNOWLEDGED, Delivery.REJECTED):
+                return Outcome(round_id, Status.ALREADY, self._receipt(entry), entry.detail)
             return await self._send(stub, entry)
         message = await stub.GetRound(agent_pb2.GetRoundRequest(round_id=round_id), timeout=60)
         round_ = wire.round_from_proto(message)
@@ -376,19 +388,21 @@ class Agent:
         except AwaitingApproval as exc:
             # Nothing is sent but the fact of waiting (never a value), so the coordinator
             # can show who waits; the round is tried again at each poll while following.
-            self._again[round_id] = (AWAITING, stamp)
+            self._again[round_id] = (Status.AWAITING, stamp)
             await self._tell_waiting(stub, round_id)
-            return Outcome(round_id, AWAITING, detail=str(exc))
+            return Outcome(round_id, Status.AWAITING, detail=str(exc))
         except FedpeerError as exc:
             # Nothing was stored or sent; the round is tried again when the input changes.
-            self._again[round_id] = (FAILED, stamp)
+            self._again[round_id] = (Status.FAILED, stamp)
             log.error("event=prepare_failed round=%s reason=%s", round_id, exc)
-            return Outcome(round_id, FAILED, detail=f"{type(exc).__name__}: {exc}")
+            return Outcome(round_id, Status.FAILED, detail=f"{type(exc).__name__}: {exc}")
         self._again.pop(round_id, None)
         if isinstance(result, Refusal):
             payload = agent_pb2.RefusalRequest(round_id=round_id, reason=result.reason)
             data = payload.SerializeToString(deterministic=True)
-            entry = self.outbox.put(round_id, REFUSAL, sha256_hex(data), data, round_.deadline)
+            entry = self.outbox.put(
+                round_id, AnswerKind.REFUSAL, sha256_hex(data), data, round_.deadline
+            )
         else:
             if (result.practice_id, result.round_id) != (self.identity.practice_id, round_id):
                 raise IdentityError(f"round {round_id}: prepare() made a release for another")
@@ -396,7 +410,9 @@ class Agent:
             key = key_from_pem(self.identity.key_pem)
             signed = SignedRelease(document, sign_bytes(key, document))
             data = wire.release_to_proto(round_id, signed).SerializeToString(deterministic=True)
-            entry = self.outbox.put(round_id, SUBMISSION, signed.digest, data, round_.deadline)
+            entry = self.outbox.put(
+                round_id, AnswerKind.SUBMISSION, signed.digest, data, round_.deadline
+            )
         return await self._send(stub, entry)
 
     async def _tell_waiting(self, stub: agent_pb2_grpc.AgentStub, round_id: str) -> None:
@@ -419,7 +435,7 @@ class Agent:
             del self._again[gone]  # closed or cancelled meanwhile: nothing more to send
         stamp = None if self._stamp is None else await asyncio.to_thread(self._stamp)
         for round_id, (outcome, then) in list(self._again.items()):
-            if outcome == FAILED and stamp is not None and stamp == then:
+            if outcome is Status.FAILED and stamp is not None and stamp == then:
                 continue  # the same broken input would fail the same way
             try:
                 result = await self.handle_round(stub, round_id)
@@ -440,13 +456,13 @@ class Agent:
 
     async def _send(self, stub: agent_pb2_grpc.AgentStub, entry: OutboxEntry) -> Outcome:
         try:
-            if entry.kind == REFUSAL:
+            if entry.kind == AnswerKind.REFUSAL:
                 refusal = agent_pb2.RefusalRequest.FromString(entry.payload)
                 answer = await self._retry.run(
                     lambda: stub.ReportRefusal(refusal, timeout=CALL_TIMEOUT), entry.deadline_at
                 )
                 self.outbox.acknowledge(entry.round_id, answer.SerializeToString(), "refused")
-                return Outcome(entry.round_id, "refused", detail=refusal.reason)
+                return Outcome(entry.round_id, Status.REFUSED, detail=refusal.reason)
             request = agent_pb2.SubmitRequest.FromString(entry.payload)
             message = await self._retry.run(
                 lambda: stub.Submit(request, timeout=CALL_TIMEOUT), entry.deadline_at
@@ -459,12 +475,12 @@ class Agent:
                 raise error from None
             if exc.code() in NOT_A_VERDICT:
                 log.warning("event=send_failed round=%s reason=%s", entry.round_id, error)
-                return Outcome(entry.round_id, "failed", detail=str(error))
+                return Outcome(entry.round_id, Status.FAILED, detail=str(error))
             # The coordinator will never take this answer (closed round, conflict): keep
             # the entry for the record, stop resending it.
             self.outbox.reject(entry.round_id, str(error))
             log.warning("event=rejected round=%s reason=%s", entry.round_id, error)
-            return Outcome(entry.round_id, "rejected", detail=str(error))
+            return Outcome(entry.round_id, Status.REJECTED, detail=str(error))
         receipt = wire.receipt_from_proto(message)
         verify_receipt(self.identity.ca_cert, receipt)
         if (
@@ -480,10 +496,10 @@ class Agent:
             self._on_acknowledged(entry.round_id, receipt, self.identity.coordinator)
         self.outbox.acknowledge(entry.round_id, message.SerializeToString())
         log.info("event=acknowledged round=%s submission=%s", entry.round_id, receipt.submission_id)
-        return Outcome(entry.round_id, "submitted", receipt)
+        return Outcome(entry.round_id, Status.SUBMITTED, receipt)
 
     @staticmethod
     def _receipt(entry: OutboxEntry) -> Receipt | None:
-        if entry.kind != SUBMISSION or not entry.receipt:
+        if entry.kind != AnswerKind.SUBMISSION or not entry.receipt:
             return None
         return wire.receipt_from_proto(common_pb2.Receipt.FromString(entry.receipt))

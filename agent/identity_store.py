@@ -8,7 +8,6 @@ the coordinator's TLS certificate and its signatures on rounds and receipts.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from cryptography import x509
 from fedpeer.errors import IdentityError
 from fedpeer.identity import cert_from_pem
 from fedpeer.policy import DisclosurePolicy
+from fedpeer.private_files import private_dir, write_private
 
 KEY_FILE = "agent.key"
 CERT_FILE = "agent.crt"
@@ -66,11 +66,8 @@ class AgentHome:
 
     def save(self, identity: AgentIdentity) -> None:
         """Write the identity; the key with mode 0600 from the moment it exists."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(identity.key_pem)
-        os.chmod(self.key_path, 0o600)  # O_CREAT's mode does not apply to an existing file
+        private_dir(self.root)
+        write_private(self.key_path, identity.key_pem)
         (self.root / CERT_FILE).write_bytes(identity.cert_pem)
         (self.root / CA_FILE).write_bytes(identity.ca_pem)
         settings = {

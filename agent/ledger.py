@@ -41,6 +41,7 @@ from agent.local_db import connect_private, transaction
 from fedpeer.collection import Answer, ReleaseDocument, decode_rows, encode_rows
 from fedpeer.errors import RoundError
 from fedpeer.policy import DisclosurePolicy
+from fedpeer.private_files import private_dir
 from fedpeer.release import ResultRow
 
 LEDGER_FILE = "ledger.sqlite"
@@ -193,8 +194,7 @@ class Ledger:
     @classmethod
     def at_home(cls, home: Path) -> Ledger:
         """The ledger of the agent whose home directory is ``home``."""
-        home.mkdir(parents=True, exist_ok=True)
-        return cls(home / LEDGER_FILE)
+        return cls(private_dir(home) / LEDGER_FILE)
 
     def close(self) -> None:
         """Close the database."""

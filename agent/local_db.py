@@ -2,27 +2,21 @@
 
 They hold what must not be read by other users of a practice machine: true population
 sizes and salted fingerprints (ledger), signed releases (outbox), study keys (studies).
-Each is created readable by its owner only, whatever the umask (SQLite gives its -wal and
--shm files the database file's mode).
+Each is created readable by its owner only, whatever the umask, and never through a
+symbolic link (``fedpeer.private_files``; SQLite gives its -wal and -shm files the
+database file's mode).
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-PRIVATE = 0o600
+from fedpeer.private_files import private_file
 
-
-def private_file(path: Path) -> Path:
-    """Create ``path`` (if it is not there) readable and writable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE)
-    os.close(fd)
-    os.chmod(path, PRIVATE)  # O_CREAT's mode does not apply to a file that existed
-    return path
+__all__ = ["connect_private", "private_file", "transaction"]
 
 
 def connect_private(path: Path, **kwargs: object) -> sqlite3.Connection:

@@ -13,16 +13,27 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from agent.local_db import connect_private
 from fedpeer.collection import parse_instant
 
-PENDING = "pending"
-ACKNOWLEDGED = "acknowledged"
-REJECTED = "rejected"
-SUBMISSION = "submission"
-REFUSAL = "refusal"
+
+class Delivery(StrEnum):
+    """Where an answer stands: waiting to be sent, receipted, or refused for good."""
+
+    PENDING = "pending"
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED = "rejected"
+
+
+class AnswerKind(StrEnum):
+    """What an outbox entry holds: a signed release, or a refusal of the round."""
+
+    SUBMISSION = "submission"
+    REFUSAL = "refusal"
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -49,15 +60,20 @@ class OutboxEntry:
     """One round's answer: a serialized submission or refusal, and its fate."""
 
     round_id: str
-    kind: str
+    kind: AnswerKind
     content_sha256: str
     payload: bytes
-    state: str
+    state: Delivery
     receipt: bytes | None
     detail: str
     created_at: str
     updated_at: str
     deadline: str = ""  # the round's signed deadline ("" for none): resend until then
+
+    def __post_init__(self) -> None:
+        # Read back from SQLite as text: the enums are the one vocabulary in memory.
+        object.__setattr__(self, "kind", AnswerKind(self.kind))
+        object.__setattr__(self, "state", Delivery(self.state))
 
     @property
     def deadline_at(self) -> dt.datetime | None:
@@ -93,7 +109,12 @@ class Outbox:
             conn.close()
 
     def put(
-        self, round_id: str, kind: str, content_sha256: str, payload: bytes, deadline: str = ""
+        self,
+        round_id: str,
+        kind: AnswerKind,
+        content_sha256: str,
+        payload: bytes,
+        deadline: str = "",
     ) -> OutboxEntry:
         """Record an answer as pending; an existing entry for the round wins and is returned."""
         now = _now()
@@ -101,7 +122,7 @@ class Outbox:
             conn.execute(
                 "INSERT OR IGNORE INTO outbox (round_id, kind, content_sha256, payload, state,"
                 " created_at, updated_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (round_id, kind, content_sha256, payload, PENDING, now, now, deadline),
+                (round_id, kind, content_sha256, payload, Delivery.PENDING, now, now, deadline),
             )
         entry = self.get(round_id)
         assert entry is not None
@@ -116,7 +137,7 @@ class Outbox:
             ).fetchone()
         return None if row is None else OutboxEntry(*row)
 
-    def entries(self, state: str | None = None) -> list[OutboxEntry]:
+    def entries(self, state: Delivery | None = None) -> list[OutboxEntry]:
         """Every entry, or those in one state, oldest first."""
         query = f"SELECT {_COLUMNS} FROM outbox"
         args: tuple[str, ...] = ()
@@ -129,13 +150,13 @@ class Outbox:
 
     def acknowledge(self, round_id: str, receipt: bytes, detail: str = "") -> None:
         """Mark an entry acknowledged, keeping the coordinator's receipt."""
-        self._finish(round_id, ACKNOWLEDGED, receipt, detail)
+        self._finish(round_id, Delivery.ACKNOWLEDGED, receipt, detail)
 
     def reject(self, round_id: str, detail: str) -> None:
         """Mark an entry as refused by the coordinator for good (closed round, conflict)."""
-        self._finish(round_id, REJECTED, None, detail)
+        self._finish(round_id, Delivery.REJECTED, None, detail)
 
-    def _finish(self, round_id: str, state: str, receipt: bytes | None, detail: str) -> None:
+    def _finish(self, round_id: str, state: Delivery, receipt: bytes | None, detail: str) -> None:
         with self._connect() as conn:
             conn.execute(
                 "UPDATE outbox SET state = ?, receipt = ?, detail = ?, updated_at = ?"

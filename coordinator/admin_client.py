@@ -235,6 +235,39 @@ class AdminClient(ServiceClient):
         assert isinstance(response, admin_pb2.StudyResults)
         return response
 
+    # -- issue 10: excluded submissions, admin certificates ----------------------------
+
+    async def set_excluded(
+        self, round_id: str, practice_id: str, excluded: bool, why: str
+    ) -> admin_pb2.SubmissionEntry:
+        """Leave a submission out of a round's comparisons (or count it again), saying why."""
+        request = admin_pb2.SetSubmissionExcludedRequest(
+            round_id=round_id, practice_id=practice_id, excluded=excluded, why=why
+        )
+        response = await self._call("SetSubmissionExcluded", request)
+        assert isinstance(response, admin_pb2.SubmissionEntry)
+        return response
+
+    async def submissions(self, round_id: str) -> list[admin_pb2.SubmissionEntry]:
+        """Every submission to a round and whether comparisons count it."""
+        request = admin_pb2.ListSubmissionsRequest(round_id=round_id)
+        response = await self._call("ListSubmissions", request)
+        assert isinstance(response, admin_pb2.ListSubmissionsResponse)
+        return list(response.submissions)
+
+    async def admins(self) -> list[admin_pb2.AdminCertificate]:
+        """Every admin certificate seen or revoked."""
+        response = await self._call("ListAdmins", admin_pb2.ListAdminsRequest())
+        assert isinstance(response, admin_pb2.ListAdminsResponse)
+        return list(response.admins)
+
+    async def revoke_admin(self, name_or_fingerprint: str) -> list[admin_pb2.AdminCertificate]:
+        """Revoke an admin's certificates by name, or one by fingerprint."""
+        request = admin_pb2.RevokeAdminRequest(name_or_fingerprint=name_or_fingerprint)
+        response = await self._call("RevokeAdmin", request)
+        assert isinstance(response, admin_pb2.ListAdminsResponse)
+        return list(response.admins)
+
     async def _study(self, method: str, request: object) -> admin_pb2.StudySummary:
         response = await self._call(method, request)
         assert isinstance(response, admin_pb2.StudySummary)

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from coordinator.ca import CoordinatorHome
 from coordinator.store import MIGRATIONS, database_url, upgrade
 from fedpeer.errors import StoreError
+from fedpeer.private_files import private_dir, write_private
 
 FORMAT = "fedpeer.backup/1"
 MANIFEST = "backup.json"
@@ -556,13 +557,9 @@ def _restore_home(
             f"{home.root} holds another CA than the backup's; restore into a new home, "
             "or replace its keys with --force"
         )
-    home.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(home.root)
     for name, data in files.items():
-        path = home.root / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(path, 0o600)
+        write_private(home.root / name, data)
     return tuple(files)
 
 
@@ -597,7 +594,7 @@ def restore(
                 _extract_to(tar, SQLITE_MEMBER, copy, source)
                 _sqlite_standalone(copy)
                 home_files = _restore_home(home, tar, manifest, force, source)
-                target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                private_dir(target.parent)
                 try:
                     _sqlite_copy(copy, target)
                 except sqlite3.Error as exc:

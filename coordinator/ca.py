@@ -39,6 +39,7 @@ from fedpeer.identity import (
     verify_signer,
 )
 from fedpeer.policy import DisclosurePolicy, policy_from_table
+from fedpeer.private_files import create_private, private_dir, refuse_link, write_private
 
 log = logging.getLogger("fedpeer.coordinator")
 DEFAULT_TOKEN_VALIDITY = dt.timedelta(days=7)
@@ -148,13 +149,6 @@ class CoordinatorHome:
         return CertificateAuthority(key, cert_from_pem(self.ca_cert.read_bytes()))
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.chmod(path, 0o600)
-
-
 def ca_passphrase(prompt: str) -> bytes | None:
     """The CA key's passphrase: ``FEDPEER_CA_PASSPHRASE`` if set, else asked in a terminal."""
     given = os.environ.get(CA_PASSPHRASE_ENV)
@@ -174,17 +168,18 @@ def init_home(
     ``cryptography`` offers); the coordinator then needs it to start.
     """
     home = CoordinatorHome(root)
+    refuse_link(home.ca_key)
     if home.ca_key.exists():
         raise IdentityError(f"{root} already holds a coordinator CA; not overwriting it")
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)
     ca = CertificateAuthority.create()
-    _write_private(home.ca_key, key_to_pem(ca.key, passphrase))
+    create_private(home.ca_key, key_to_pem(ca.key, passphrase))
     home.ca_cert.write_bytes(ca.cert_pem)
     server_key, server_cert = ca.issue_server(hosts)
-    _write_private(home.server_key, key_to_pem(server_key))
+    create_private(home.server_key, key_to_pem(server_key))
     home.server_cert.write_bytes(cert_to_pem(server_cert))
     admin_key, admin_cert = ca.issue_admin()
-    _write_private(home.admin_key, key_to_pem(admin_key))
+    create_private(home.admin_key, key_to_pem(admin_key))
     home.admin_cert.write_bytes(cert_to_pem(admin_cert))
     rotate_signer(home, ca)
     return home
@@ -294,7 +289,7 @@ def rotate_signer(home: CoordinatorHome, ca: CertificateAuthority) -> SigningIde
         (home.signing_cert, cert_to_pem(signer.cert)),
     ):
         fresh = path.with_name(path.name + ".new")
-        _write_private(fresh, data)
+        write_private(fresh, data)
         os.replace(fresh, path)  # never a half-written key in place
     return signer
 

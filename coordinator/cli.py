@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import pandas as pd
 import typer
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from rich.table import Column, Table
 
 from coordinator import cli_keys, cli_rounds
@@ -45,7 +47,8 @@ from fedpeer.cli_support import (
 from fedpeer.collection import DefinitionDocument
 from fedpeer.definitions import load_definition, serialize
 from fedpeer.errors import IdentityError
-from fedpeer.identity import cert_to_pem, key_to_pem
+from fedpeer.identity import CertificateAuthority, cert_to_pem, key_to_pem
+from fedpeer.private_files import create_private, private_dir
 from fedpeer.studies import Study
 from fedpeer.v1 import admin_pb2
 
@@ -499,21 +502,30 @@ def analyst_add(
     home: Path = HOME,
 ) -> None:
     """Issue an analyst certificate: it reads the pooled results of its own studies only."""
+    issue_into(out, "analyst", home, lambda ca: ca.issue_analyst(name))
+    console.print(f"Analyst {name}: key and certificate in {out} (keep the key private)")
+
+
+def issue_into(
+    out: Path,
+    stem: str,
+    home: Path,
+    issue: Callable[[CertificateAuthority], tuple[ec.EllipticCurvePrivateKey, x509.Certificate]],
+) -> None:
+    """Issue a key and certificate with the home's CA into a new folder ``out``, with ca.crt."""
     if out.exists() and any(out.iterdir()):
         raise typer.BadParameter(f"{out} is not empty; choose a new folder", param_hint="'--out'")
     ca = _home(home).load_ca()
-    key, cert = ca.issue_analyst(name)
-    out.mkdir(parents=True, exist_ok=True)
-    key_path = out / "analyst.key"
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(key_to_pem(key))
-    (out / "analyst.crt").write_bytes(cert_to_pem(cert))
+    key, cert = issue(ca)
+    private_dir(out)
+    create_private(out / f"{stem}.key", key_to_pem(key))
+    (out / f"{stem}.crt").write_bytes(cert_to_pem(cert))
     (out / "ca.crt").write_bytes(ca.cert_pem)
-    console.print(f"Analyst {name}: key and certificate in {out} (keep the key private)")
 
 
 cli_rounds.register(round_app, _admin_call, HOME, COORDINATOR)
 cli_keys.register(app, HOME)
+from coordinator import cli_submissions  # noqa: E402, F401  (registers submission, admin)
 
 
 def main() -> None:

@@ -25,13 +25,14 @@ from pathlib import Path
 from rich.console import Console
 
 from agent.cli_network import practice_agent
-from agent.client import enrol
+from agent.client import Status, enrol
 from agent.synth import PracticeTraits, generate_practice, generate_practices
 from coordinator.admin_client import AdminClient
 from coordinator.ca import init_home
 from coordinator.comparison_store import comparison_for, trends
 from coordinator.console import print_comparison_table
 from coordinator.reports import ReportSet, write_round_reports
+from coordinator.round_states import PracticePart
 from coordinator.server import CoordinatorConfig, start_coordinator
 from fedpeer.collection import DefinitionDocument
 from fedpeer.definitions import load_round_set, serialize
@@ -148,11 +149,12 @@ async def run_demo(
                     for t, agent_home in zip(traits, agent_homes, strict=True)
                 ]
                 outcomes = await asyncio.gather(*(agent.run_once() for agent in agents))
-                failed = [o for batch in outcomes for o in batch if o.status != "submitted"]
+                answers = [o for batch in outcomes for o in batch]
+                failed = [o for o in answers if o.status is not Status.SUBMITTED]
                 for o in failed:
                     console.print(f"[red]round {o.round_id}: {o.status}[/] {o.detail}")
                 status = await admin.status(round_.round_id)
-                submitted = sum(p.state == "submitted" for p in status.practices)
+                submitted = sum(p.state == PracticePart.SUBMITTED for p in status.practices)
                 await admin.close_round(round_.round_id)
                 round_ids.append(round_.round_id)
                 step(

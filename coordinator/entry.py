@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 # Top-level modules of the ``coordinator`` extra (pyproject.toml).
@@ -14,6 +15,10 @@ EXTRA_MODULES = frozenset({"pandas", "alembic", "psycopg", "jinja2", "grpc_healt
 
 def main() -> None:
     """Entry point of ``fedpeer-coordinator``."""
+    # gRPC's core writes a line for every failed TLS handshake, which anyone on the network
+    # can cause as fast as they like; read once, when gRPC loads. GRPC_VERBOSITY=INFO in the
+    # environment brings the lines back for debugging.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         from coordinator.cli import main as cli_main
     except ModuleNotFoundError as exc:
@@ -26,3 +31,7 @@ def main() -> None:
         )
         sys.exit(1)
     cli_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -8,9 +8,9 @@ and the place where a release is tied to the round it answers:
    round and its reference date (so practice A's release sent over B's channel fails);
 2. it answers each of the round's definitions once, under the definition's own id, and
    under a policy at least as strict as the network's;
-3. every row is one the definition renders to (no unknown indicator or category, none
-   twice), counts are whole, not negative and below a ceiling, a proportion's numerator is
-   not above its denominator, and a mean is finite and at the released precision;
+3. every row is one the definition renders to, and a mean is at the released precision
+   (the rows' plain sense, counts and ceilings, is ``coordinator.plausibility``'s, checked
+   on every submission before this);
 4. the rows of each policy pass ``fedpeer.disclosure.check_release``.
 
 Errors name the place and the rule, never a value from the release.
@@ -20,28 +20,18 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from functools import lru_cache
 
 from cryptography import x509
 
+from coordinator.plausibility import definition_of
 from fedpeer.collection import ReleaseDocument, Round, SignedRelease
-from fedpeer.definitions import IndicatorDefinition, deserialize
 from fedpeer.disclosure import check_release, round_mean
 from fedpeer.errors import DisclosureViolation, IdentityError, RoundError
-from fedpeer.measures import Kind
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow, row_keys
 from fedpeer.signing import verify_bytes
 
-# No practice in England has ten million of anything a round counts; a count above this is
-# a broken or hostile sender, and would overflow sums in the comparisons.
-COUNT_CEILING = 10_000_000
 SHOWN = 5  # violations named in one error
-
-
-@lru_cache(maxsize=256)
-def _definition(body: bytes) -> IndicatorDefinition:
-    return deserialize(body)
 
 
 def verified_document(
@@ -57,27 +47,11 @@ def verified_document(
     return document
 
 
-def _row_problems(row: ResultRow, kind: Kind) -> list[str]:
+def _row_problems(row: ResultRow) -> list[str]:
     where = f"{row.indicator}" + (f" [{row.category}]" if row.category else "")
-    problems = []
-    for column in ("numerator", "denominator", "count"):
-        value = getattr(row, column)
-        if value is not None and not 0 <= value <= COUNT_CEILING:
-            problems.append(f"{where} {column}: not a plausible count")
-    if (
-        kind is Kind.PROPORTION
-        and row.numerator is not None
-        and row.denominator is not None
-        and row.numerator > row.denominator
-    ):
-        problems.append(f"{where} numerator: above the denominator")
-    for column in ("mean", "value"):
-        value = getattr(row, column)
-        if value is not None and not math.isfinite(value):
-            problems.append(f"{where} {column}: not a finite number")
     if row.mean is not None and math.isfinite(row.mean) and row.mean != round_mean(row.mean):
-        problems.append(f"{where} mean: not at the released precision")
-    return problems
+        return [f"{where} mean: not at the released precision"]
+    return []
 
 
 def check_document(document: ReleaseDocument, round_: Round) -> None:
@@ -93,7 +67,7 @@ def check_document(document: ReleaseDocument, round_: Round) -> None:
     by_policy: dict[DisclosurePolicy, list[ResultRow]] = defaultdict(list)
     for answer in document.answers:
         doc = by_hash[answer.definition_hash]
-        defn = _definition(doc.body)
+        defn = definition_of(doc.body)
         if answer.indicator != doc.id:
             problems.append(f"{answer.indicator}: answers the round's {doc.id}")
             continue
@@ -111,7 +85,7 @@ def check_document(document: ReleaseDocument, round_: Round) -> None:
                 problems.append(f"{doc.id}: a row is sent twice")
             continue
         for row in answer.rows:
-            problems.extend(_row_problems(row, defn.kind))
+            problems.extend(_row_problems(row))
         by_policy[answer.policy].extend(answer.rows)
     if not problems:
         for policy, rows in by_policy.items():

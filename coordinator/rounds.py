@@ -22,6 +22,7 @@ from cryptography import x509
 
 from coordinator.ca import CaKeyOffline, CoordinatorKeys
 from coordinator.comparison_store import record_comparison
+from coordinator.plausibility import check_plausible
 from coordinator.release_check import check_document, verified_document
 from coordinator.round_states import RoundState
 from coordinator.store import PendingSubmission, RoundStatus, Store
@@ -143,6 +144,7 @@ def prepare_release(
     """Verify and check a signed release for ``round_`` and sign its receipt: CPU only."""
     _check_deadline(round_, _now())
     document = verified_document(signed, sender, practice_id, round_)
+    check_plausible(document, round_)  # always: one absurd release must not move a round
     if check is not None:
         check(document, round_)  # raises; nothing is stored for a release that fails it
     now = _now()

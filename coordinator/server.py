@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from coordinator.metrics import CoordinatorMetrics, MetricsInterceptor, MetricsS
 from coordinator.release_check import check_document
 from coordinator.round_clock import RoundClock
 from coordinator.rounds import DocumentCheck
+from coordinator.services import WellFormedInterceptor
 from coordinator.services.admin import AdminServicer
 from coordinator.services.agent import AgentServicer, RoundAnnouncer
 from coordinator.services.auth import AuthInterceptor
@@ -183,7 +185,12 @@ async def start_coordinator(
     counted = MetricsInterceptor(metrics)  # outermost: it sees refusals by the others too
     main = grpc.aio.server(
         options=server_options(),
-        interceptors=[counted, VersionInterceptor(), AuthInterceptor(store)],
+        interceptors=[
+            counted,
+            WellFormedInterceptor(),
+            VersionInterceptor(),
+            AuthInterceptor(store),
+        ],
     )
     agent_pb2_grpc.add_AgentServicer_to_server(
         AgentServicer(
@@ -204,7 +211,7 @@ async def start_coordinator(
 
     enrol = grpc.aio.server(
         options=enrolment_server_options(),
-        interceptors=[counted, VersionInterceptor()],
+        interceptors=[counted, WellFormedInterceptor(), VersionInterceptor()],
         maximum_concurrent_rpcs=ENROLMENT_MAX_CONCURRENT_RPCS,
     )
     enrolment_pb2_grpc.add_EnrolmentServicer_to_server(
@@ -258,12 +265,29 @@ async def start_coordinator(
     )
 
 
+# A served process allocates a few objects per call and keeps what it started with: the
+# start-up objects are frozen out of every collection, and the youngest generation is
+# collected less often (one collection per ~10,000 allocations, not 700). Measured with
+# py-spy on bench/load.py (2,000 agents): the collector's share of the coordinator's busy
+# samples fell from 7.7% to 3.5%.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_garbage_collector() -> None:
+    """Freeze what start-up made and collect the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 async def serve(
     config: CoordinatorConfig,
     on_started: Callable[[RunningCoordinator], None] | None = None,
 ) -> None:
     """Run the coordinator until SIGINT or SIGTERM, then shut down gracefully."""
     running = await start_coordinator(config)
+    settle_garbage_collector()
     home = CoordinatorHome(config.home)
     home.address_file.write_text(f"{running.address}\n{running.enrol_address}\n")
     if on_started is not None:

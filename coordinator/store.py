@@ -35,6 +35,7 @@ from coordinator.tables import (
     round_schedules,
     round_waits,
     rounds,
+    submission_exclusions,
     submissions,
 )
 from fedpeer.collection import (
@@ -49,6 +50,7 @@ from fedpeer.collection import (
 )
 from fedpeer.errors import EnrolmentError, RoundError, StoreError
 from fedpeer.policy import DisclosurePolicy
+from fedpeer.private_files import private_file
 
 FRAME_COLUMNS = (
     "practice_id",
@@ -153,7 +155,8 @@ def utc(value: dt.datetime) -> dt.datetime:
 def database_url(target: str | Path) -> str:
     """A SQLAlchemy URL for a URL, or for a file path (SQLite)."""
     text = str(target)
-    return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
+    # abspath, not resolve: a link in place of the store is refused, never followed.
+    return text if "://" in text else f"sqlite:///{os.path.abspath(text)}"
 
 
 def _private_sqlite_file(url: str) -> None:
@@ -166,8 +169,7 @@ def _private_sqlite_file(url: str) -> None:
         return
     file = Path(path)
     if file.parent.is_dir():
-        os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-        os.chmod(file, 0o600)
+        private_file(file)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -796,8 +798,15 @@ class Store:
         )
 
     def released_rows_frame(self, round_id: str) -> pd.DataFrame:
-        """Every released row of a round with its practice, in the comparisons' columns."""
+        """Every counted released row of a round with its practice, in the comparisons' columns.
+
+        A submission a coordinator excluded (``coordinator.exclusions``) is not counted.
+        """
         self.round_state(round_id)
+        excluded = sa.exists().where(
+            submission_exclusions.c.round_id == submissions.c.round_id,
+            submission_exclusions.c.practice_id == submissions.c.practice_id,
+        )
         query = (
             sa.select(
                 practices.c.practice_id,
@@ -817,7 +826,7 @@ class Store:
                     practices, submissions.c.practice_id == practices.c.practice_id
                 )
             )
-            .where(submissions.c.round_id == round_id)
+            .where(submissions.c.round_id == round_id, ~excluded)
             .order_by(practices.c.practice_id, released_rows.c.position)
         )
         with self.engine.connect() as conn:

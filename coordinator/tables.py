@@ -168,6 +168,38 @@ study_results = sa.Table(
     sa.Column("practices", sa.Integer, nullable=False),
     sa.Column("published_at", _TS, nullable=False),
 )
+# Issue 10: a coordinator may leave one practice's submission out of a round's
+# comparisons (and put it back); each decision is kept, with who, when and why.
+submission_exclusions = sa.Table(
+    "submission_exclusions",
+    metadata,
+    sa.Column("round_id", sa.ForeignKey("rounds.round_id"), primary_key=True),
+    sa.Column("practice_id", sa.ForeignKey("practices.practice_id"), primary_key=True),
+    sa.Column("excluded_by", sa.String(200), nullable=False),
+    sa.Column("excluded_at", _TS, nullable=False),
+    sa.Column("why", sa.Text, nullable=False),
+)
+exclusion_events = sa.Table(
+    "exclusion_events",
+    metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("round_id", sa.ForeignKey("rounds.round_id"), nullable=False),
+    sa.Column("practice_id", sa.ForeignKey("practices.practice_id"), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("at", _TS, nullable=False),
+    sa.Column("why", sa.Text, nullable=False),
+)
+# Admin certificates seen or revoked, by fingerprint: a revoked one is refused at once.
+admin_certificates = sa.Table(
+    "admin_certificates",
+    metadata,
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("first_seen", _TS, nullable=False),
+    sa.Column("revoked_at", _TS),
+    sa.Column("revoked_by", sa.String(200)),
+)
 
 # Comparisons (issue 9): each closed round's results, stored once so that trends across
 # rounds read rows instead of recomputing every round (coordinator.comparison_store).
@@ -215,10 +247,12 @@ comparison_groups = sa.Table(
 )
 
 __all__ = [
+    "admin_certificates",
     "comparison_groups",
     "comparison_indicators",
     "comparison_values",
     "enrolment_tokens",
+    "exclusion_events",
     "metadata",
     "practices",
     "refusals",
@@ -232,5 +266,6 @@ __all__ = [
     "study_results",
     "study_shares",
     "study_steps",
+    "submission_exclusions",
     "submissions",
 ]

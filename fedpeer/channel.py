@@ -84,6 +84,9 @@ ENROLMENT_MAX_MESSAGE_BYTES = 64 * 1024
 ENROLMENT_MAX_CONCURRENT_RPCS = 32
 ENROLMENT_IDLE_MS = 15_000
 ENROLMENT_MAX_AGE_MS = 60_000
+# A connection that has not finished its TLS handshake by then is dropped: otherwise a
+# silent one holds a file descriptor for gRPC's default two minutes (issue 10's flood).
+ENROLMENT_HANDSHAKE_MS = 5_000
 
 
 def enrolment_server_options() -> Options:
@@ -95,6 +98,7 @@ def enrolment_server_options() -> Options:
         ("grpc.max_connection_idle_ms", ENROLMENT_IDLE_MS),
         ("grpc.max_connection_age_ms", ENROLMENT_MAX_AGE_MS),
         ("grpc.max_connection_age_grace_ms", 5_000),
+        ("grpc.server_handshake_timeout_ms", ENROLMENT_HANDSHAKE_MS),
         ("grpc.so_reuseport", 0),
     ]
 

@@ -16,6 +16,7 @@ names the table, the line or row and the column, never the value found there.
     ├── RoundError              a round is unknown, closed, or in the wrong state
     ├── StoreError              the coordinator's store cannot do what was asked
     ├── HomeNotFound            the home directory given (--home) does not exist
+    ├── UnsafeFile              a private file's place holds a link (or is not a file/folder)
     ├── CoordinatorUnreachable  the agent cannot reach the coordinator
     └── VersionError            the agent is older than the coordinator accepts: upgrade it
 """
@@ -96,3 +97,7 @@ class CoordinatorUnreachable(FedpeerError):
 
 class VersionError(FedpeerError):
     """The agent's fedpeer is older than the coordinator accepts; upgrading it is the fix."""
+
+
+class UnsafeFile(FedpeerError):
+    """A private file (key, values, audit) would be written through a link, or over another."""

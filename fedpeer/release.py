@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from fedpeer.measures import Breakdown, Count, IndicatorResult, Kind, Mean, Proportion, Rate
+from fedpeer.private_files import write_private
 
 if TYPE_CHECKING:  # the definitions package imports measures, not rows: no cycle at run time
     from fedpeer.definitions.model import IndicatorDefinition
@@ -170,8 +171,7 @@ def write_rows_file(rows: Iterable[ResultRow], path: Path) -> None:
     """Write rows to a CSV file, replacing it atomically; on failure nothing is left behind."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as out:
-            write_rows(rows, out)
+        write_private(tmp, rows_to_csv(rows))  # released or raw values: the owner's only
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # it may hold released values

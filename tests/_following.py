@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 import sqlalchemy as sa
 
 from agent.client import Agent
-from agent.outbox import ACKNOWLEDGED
+from agent.outbox import Delivery
 
 
 @contextlib.asynccontextmanager
@@ -37,7 +37,7 @@ async def until(done: Callable[[], bool], seconds: float, what: str) -> float:
 def acknowledged(agents: Iterable[Agent], round_id: str) -> bool:
     """Whether every agent holds the coordinator's receipt for ``round_id``."""
     return all(
-        (entry := a.outbox.get(round_id)) is not None and entry.state == ACKNOWLEDGED
+        (entry := a.outbox.get(round_id)) is not None and entry.state == Delivery.ACKNOWLEDGED
         for a in agents
     )
 

@@ -1,9 +1,9 @@
 """Real coordinator processes for the tests: ``fedpeer-coordinator init`` and ``serve``.
 
-``python -m coordinator.cli serve`` is the command the ``fedpeer-coordinator`` script
-runs. Its output goes to a file beside the home (a pipe nobody reads could fill and
-stall it), and a process must stop cleanly on SIGTERM: exit 0, ``event=stopped`` logged,
-unless the test killed it.
+``python -m coordinator.entry serve`` is what the ``fedpeer-coordinator`` script runs.
+Its output goes to a file beside the home (a pipe nobody reads could fill and stall it),
+and a process must stop cleanly on SIGTERM: exit 0, ``event=stopped`` logged, unless the
+test killed it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,14 +70,20 @@ def _recorded(home: Path) -> bool:
 
 
 @contextlib.contextmanager
-def serving(home: Path, *args: str, env: Mapping[str, str] | None = None) -> Iterator[Served]:
+def serving(
+    home: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[Served]:
     """``serve --home HOME --port 0 --enrol-port 0 ARGS`` until the block ends, then SIGTERM.
 
-    ``env`` adds variables (FEDPEER_COORDINATOR_* settings) to this process's own.
+    ``env`` adds variables (FEDPEER_COORDINATOR_* settings) to this process's own;
+    ``preexec_fn`` runs in the child before it starts (to set its limits, say).
     """
     (home / "address").unlink(missing_ok=True)  # a copied home must not look served
     log = home.parent / f"{home.name}.log"
-    command = [sys.executable, "-m", "coordinator.cli", "serve", "--home", str(home)]
+    command = [sys.executable, "-m", "coordinator.entry", "serve", "--home", str(home)]
     command += ["--port", "0", "--enrol-port", "0", *args]
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -86,6 +92,7 @@ def serving(home: Path, *args: str, env: Mapping[str, str] | None = None) -> Ite
             stderr=subprocess.STDOUT,
             cwd=ROOT,
             env={**os.environ, **(env or {})},
+            preexec_fn=preexec_fn,
         )
     served = Served(home, process, log)
     try:

@@ -17,10 +17,10 @@ from pathlib import Path
 import grpc
 import pytest
 import sqlalchemy as sa
-from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, signed_request
+from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, rows_for, signed_request
 
 from agent.client import Agent, enrol
-from agent.outbox import ACKNOWLEDGED
+from agent.outbox import Delivery
 from coordinator.ca import init_home
 from coordinator.rounds import DocumentCheck
 from coordinator.server import CoordinatorConfig, RunningCoordinator, start_coordinator
@@ -94,7 +94,7 @@ async def test_a_store_that_is_down_for_a_while_loses_nothing(site, failure) -> 
     assert pending.round_id == round_.round_id
     outcomes = await agent.run_once()
     assert [o.status for o in outcomes] == ["submitted", "already"]
-    assert agent.outbox.get(round_.round_id).state == ACKNOWLEDGED  # type: ignore[union-attr]
+    assert agent.outbox.get(round_.round_id).state == Delivery.ACKNOWLEDGED  # type: ignore[union-attr]
     assert running.store.signed_release(round_.round_id, "F1") is not None
 
 
@@ -106,7 +106,7 @@ async def test_an_internal_error_names_a_reference_not_the_sql_and_keeps_the_rel
     async with secure_channel(
         identity.coordinator, identity.ca_pem, identity.key_pem, identity.cert_pem
     ) as channel:
-        request = signed_request(identity, round_, [])
+        request = signed_request(identity, round_, rows_for("F1"))
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await agent_pb2_grpc.AgentStub(channel).Submit(request)
     assert caught.value.code() == grpc.StatusCode.INTERNAL

@@ -42,7 +42,7 @@ def _directives(unit: Path) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize(
     ("unit", "nofile"),
-    [("fedpeer-agent.service", "1024"), ("fedpeer-coordinator.service", "16384")],
+    [("fedpeer-agent.service", "1024"), ("fedpeer-coordinator.service", "65536")],
 )
 def test_units_run_unprivileged_and_hardened(unit: str, nofile: str) -> None:
     d = _directives(UNITS / unit)

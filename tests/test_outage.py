@@ -32,7 +32,7 @@ from _coordinator_helpers import AS_OF, DEFINITIONS, admin, document_for, rows_f
 from _following import acknowledged, following, stored_per_practice, until
 
 from agent.client import Agent, enrol
-from agent.outbox import REJECTED
+from agent.outbox import Delivery
 from coordinator.server import RunningCoordinator
 from fedpeer.collection import ReleaseDocument, Round
 
@@ -139,7 +139,7 @@ async def _round_through(
     assert any("event=store_unavailable" in m for m in messages)  # the coordinator said so
     assert any("event=retry" in m and "reason=UNAVAILABLE" in m for m in messages)  # heard
     assert not any("event=rejected" in m or "event=round_failed" in m for m in messages)
-    assert not any(a.outbox.entries(REJECTED) for a in site.agents)
+    assert not any(a.outbox.entries(Delivery.REJECTED) for a in site.agents)
     return round_.round_id
 
 

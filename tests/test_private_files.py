@@ -8,6 +8,7 @@ port, which needs no certificate, refuses a message larger than an enrolment nee
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from datetime import date
 from pathlib import Path
 
 import grpc
+import pandas as pd
 import pytest
 from _coordinator_helpers import start
 
@@ -82,3 +84,162 @@ async def test_the_enrolment_port_refuses_a_large_message(tmp_path: Path) -> Non
             assert caught.value.code() != grpc.StatusCode.RESOURCE_EXHAUSTED  # still serving
     finally:
         await running.stop(0)
+
+
+# -- issue 10: whatever the umask, never through a link --------------------------------
+
+
+@pytest.fixture
+def no_umask() -> Iterator[None]:
+    previous = os.umask(0o000)  # the worst case: everything made world-writable
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+PUBLIC = {"ca.crt", "server.crt", "admin.crt", "agent.crt", "agent.json", "address"}
+
+
+def _private_tree(root: Path) -> list[str]:
+    """Every file under ``root`` that holds something private, each checked 0600; dirs 0700."""
+    seen = []
+    for path in [root, *root.rglob("*")]:
+        if path.is_dir():
+            assert _mode(path) == 0o700, path
+        elif path.name not in PUBLIC:
+            assert _mode(path) == 0o600, path
+            seen.append(path.name)
+    return seen
+
+
+async def test_every_private_file_is_the_owners_under_umask_000(
+    tmp_path: Path, no_umask: None
+) -> None:
+    from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, start
+
+    from agent.client import Agent, enrol
+    from coordinator.backup import backup
+    from coordinator.comparisons import build_comparison
+    from coordinator.reports import write_practice_reports, write_summary_report
+    from fedpeer.release import write_rows_file
+
+    coordinator_home = tmp_path / "nested" / "coordinator"
+    running = await start(coordinator_home)
+    try:
+        async with admin(running) as adm:
+            token, _ = await adm.invite("U1", "Umask Lane", "North")
+            round_ = await adm.start_round(AS_OF, DEFINITIONS)
+        agent_home = tmp_path / "agents" / "U1"
+        await enrol(running.address, running.enrol_port, token, agent_home)
+        agent = Agent(agent_home, fixed_prepare("U1"), max_attempts=1)
+        await agent.run_once()
+        Ledger.at_home(agent_home).close()
+        StudyBook.at_home(agent_home).close()
+        AuditLog.at_home(agent_home).append(
+            round_id=round_.round_id,
+            definitions=["h"],
+            as_of=AS_OF.isoformat(),
+            release_sha256="a" * 64,
+            to="coordinator",
+            receipt="k1",
+        )
+        frame = running.store.released_rows_frame(round_.round_id)
+        out = tmp_path / "outputs" / "reports"
+        write_practice_reports(build_comparison(frame), out)
+        write_summary_report(build_comparison(frame), out)
+        backup(running.home, None, tmp_path / "outputs" / "backup.tar.gz", with_keys=True)
+        write_rows_file([], tmp_path / "outputs" / "rows.csv")
+    finally:
+        await running.stop(0)
+    assert _mode(tmp_path / "nested") == 0o700  # a missing parent too: not world-writable
+    coordinator_files = set(_private_tree(coordinator_home))
+    assert {"ca.key", "server.key", "admin.key", "coordinator.sqlite"} <= coordinator_files
+    agent_files = set(_private_tree(agent_home))
+    assert {"agent.key", "ledger.sqlite", "outbox.sqlite", "audit.jsonl"} <= agent_files
+    assert "studies.sqlite" in agent_files
+    outputs = set(_private_tree(tmp_path / "outputs"))
+    assert {"summary.html", "practice-U1.html", "backup.tar.gz", "rows.csv"} <= outputs
+
+
+def _planted(path: Path, tmp_path: Path) -> Path:
+    """A link at ``path`` to a file another user could read; returns that file."""
+    elsewhere = tmp_path / f"elsewhere-{path.name}"
+    elsewhere.write_text("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(elsewhere)
+    return elsewhere
+
+
+def test_a_link_planted_in_place_of_a_key_or_store_is_refused(tmp_path: Path) -> None:
+    from coordinator.ca import init_home
+    from coordinator.comparisons import FRAME_COLUMNS, build_comparison
+    from coordinator.reports import write_summary_report
+    from fedpeer.errors import UnsafeFile
+    from fedpeer.release import write_rows_file
+
+    cases = {
+        "coordinator CA key": (
+            tmp_path / "coord" / "ca.key",
+            lambda: init_home(tmp_path / "coord"),
+        ),
+        "coordinator server key": (
+            tmp_path / "coord2" / "server.key",
+            lambda: init_home(tmp_path / "coord2"),
+        ),
+        "coordinator store": (
+            tmp_path / "store" / "coordinator.sqlite",
+            lambda: Store(tmp_path / "store" / "coordinator.sqlite"),
+        ),
+        "agent ledger": (
+            tmp_path / "agent" / "ledger.sqlite",
+            lambda: Ledger.at_home(tmp_path / "agent"),
+        ),
+        "agent outbox": (
+            tmp_path / "agent" / "outbox.sqlite",
+            lambda: Outbox(tmp_path / "agent" / "outbox.sqlite").entries("pending"),
+        ),
+        "agent audit log": (
+            tmp_path / "agent" / "audit.jsonl",
+            lambda: AuditLog.at_home(tmp_path / "agent").append(
+                round_id="r1",
+                definitions=["h"],
+                as_of="2026-09-30",
+                release_sha256="a" * 64,
+                to="coordinator",
+                receipt="k1",
+            ),
+        ),
+        "agent studies": (
+            tmp_path / "agent" / "studies.sqlite",
+            lambda: StudyBook.at_home(tmp_path / "agent"),
+        ),
+        "rows file": (
+            tmp_path / "out" / "rows.csv.tmp",
+            lambda: write_rows_file([], tmp_path / "out" / "rows.csv"),
+        ),
+        "summary report": (
+            tmp_path / "reports" / "summary.html",
+            lambda: write_summary_report(
+                build_comparison(pd.DataFrame(columns=list(FRAME_COLUMNS))), tmp_path / "reports"
+            ),
+        ),
+        "a home that is a link": (
+            tmp_path / "linked-home",
+            lambda: Ledger.at_home(tmp_path / "linked-home"),
+        ),
+    }
+    for name, (where, make) in cases.items():
+        target = _planted(where, tmp_path)
+        with _named(name), pytest.raises(UnsafeFile, match="symbolic link"):
+            make()
+        assert target.read_text() == "", name  # nothing written through the link
+
+
+@contextlib.contextmanager
+def _named(name: str) -> Iterator[None]:
+    """Name the case in a failure of the block."""
+    try:
+        yield
+    except pytest.fail.Exception as exc:
+        raise AssertionError(f"{name}: {exc}") from None

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from agent import cli_network
 from agent.client import Agent, enrol
-from agent.outbox import ACKNOWLEDGED, PENDING
+from agent.outbox import Delivery
 from agent.retry import RetryPolicy, is_transient
 from agent.service import practice_agent
 from agent.synth import generate_practice
@@ -91,7 +91,7 @@ async def test_an_approval_given_while_following_is_sent_within_a_minute(tmp_pat
             await asyncio.to_thread(_airlock, "approve", round_.round_id, "--home", str(home))
             took = await _wait_for(running, round_.round_id, "submitted", 60)
         entry = agent.outbox.get(round_.round_id)
-        assert entry is not None and entry.state == ACKNOWLEDGED and entry.receipt
+        assert entry is not None and entry.state == Delivery.ACKNOWLEDGED and entry.receipt
         print(f"approval to receipt: {took:.1f} s")
     finally:
         await running.stop(0)
@@ -184,7 +184,7 @@ async def test_transient_failures_are_retried_with_full_jitter_until_the_deadlin
             assert 0.0 <= wait <= min(16.0, 2.0 ** (n - 1))
         assert len(set(fake.waits)) == len(fake.waits)  # jittered, not a fixed ladder
         assert fake.now < deadline <= fake.now + dt.timedelta(seconds=16)
-        (pending,) = agent.outbox.entries(PENDING)  # kept: nobody said it was invalid
+        (pending,) = agent.outbox.entries(Delivery.PENDING)  # kept: nobody said it was invalid
         assert pending.round_id == round_.round_id and pending.deadline_at == deadline
         failing.left = 0
         outcomes = await Agent(home, fixed_prepare("T1")).resend()

@@ -17,7 +17,7 @@ from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare
 from typer.testing import CliRunner
 
 from agent.client import Agent, Outcome, enrol
-from agent.outbox import REJECTED
+from agent.outbox import Delivery
 from coordinator.ca import init_home
 from coordinator.cli import app
 from coordinator.comparison_store import has_stored_comparison
@@ -148,7 +148,7 @@ async def test_the_deadline_is_signed_refuses_late_answers_and_closes_the_round(
             agent = agents["D3"]
             late = await _answer(agent, round_.round_id)
             assert late.status == "rejected" and "closed" in late.detail
-            assert agent.outbox.get(round_.round_id).state == REJECTED  # type: ignore[union-attr]
+            assert agent.outbox.get(round_.round_id).state == Delivery.REJECTED  # type: ignore[union-attr]
     finally:
         await running.stop(0)
 

@@ -18,7 +18,7 @@ from _coordinator_helpers import admin, fixed_prepare
 from typer.testing import CliRunner
 
 from agent.client import Agent, enrol
-from agent.outbox import ACKNOWLEDGED
+from agent.outbox import Delivery
 from coordinator.ca import init_home
 from coordinator.cli import app
 from coordinator.round_states import RoundState
@@ -101,7 +101,9 @@ async def test_the_schedule_starts_one_round_at_each_month_end_and_closes_it_at_
 
         # The following agent hears of it at once and answers.
         end = time.monotonic() + 20
-        while (entry := agent.outbox.get(summary.round_id)) is None or entry.state != ACKNOWLEDGED:
+        while (
+            entry := agent.outbox.get(summary.round_id)
+        ) is None or entry.state != Delivery.ACKNOWLEDGED:
             assert time.monotonic() < end, "the agent did not answer the scheduled round"
             await asyncio.sleep(0.05)
 

@@ -25,6 +25,7 @@ from fedpeer.collection import (
     SubmissionConflict,
     UnknownRound,
 )
+from fedpeer.definitions import find_standard, serialize
 from fedpeer.errors import EnrolmentError, IdentityError, RoundError
 from fedpeer.identity import CertificateAuthority, fingerprint, generate_key, make_csr
 from fedpeer.policy import DisclosurePolicy
@@ -32,10 +33,10 @@ from fedpeer.release import ResultRow
 from fedpeer.signing import sign_bytes
 
 AS_OF = dt.date(2026, 6, 30)
-DEFS = (
-    DefinitionDocument.of("dna_rate", b"dna"),
-    DefinitionDocument.of("skill_mix", b"mix"),
-    DefinitionDocument.of("mean_age", b"age"),
+# Real definitions: every submission is checked against them for plain sense (issue 10).
+DEFS = tuple(
+    DefinitionDocument.of(name, serialize(find_standard(name)))
+    for name in ("dna_rate", "skill_mix", "gp_f2f_minutes")
 )
 NOW = dt.datetime(2026, 7, 1, 9, 0, tzinfo=dt.UTC)
 
@@ -85,7 +86,7 @@ def _rows(n: int) -> tuple[ResultRow, ...]:
     return (
         ResultRow("dna_rate", numerator=n, denominator=n * 10, value=0.1),
         ResultRow("skill_mix", "gp", count=None, suppressed=True),
-        ResultRow("mean_age", count=120, mean=41.5, value=41.5),
+        ResultRow("gp_f2f_minutes", count=120, mean=41.5, value=41.5),
     )
 
 
@@ -203,7 +204,7 @@ def test_released_rows_frame(store: Store, ca: CertificateAuthority) -> None:
     )
     suppressed = p1.loc["skill_mix"]
     assert suppressed.suppressed and pd.isna(suppressed["count"]) and pd.isna(suppressed.value)
-    assert p1.loc["mean_age"]["mean"] == 41.5
+    assert p1.loc["gp_f2f_minutes"]["mean"] == 41.5
     assert str(frame["numerator"].dtype) == "Int64"
     assert frame["suppressed"].dtype == bool
     status = {p.practice_id: p.state for p in store.round_status(round_.round_id).practices}

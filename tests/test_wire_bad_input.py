@@ -22,7 +22,7 @@ from _coordinator_helpers import (
 
 from agent.client import Agent, enrol
 from agent.identity_store import AgentHome, AgentIdentity
-from agent.outbox import ACKNOWLEDGED, REJECTED, SUBMISSION
+from agent.outbox import AnswerKind, Delivery
 from coordinator.server import RunningCoordinator
 from fedpeer import wire
 from fedpeer.channel import secure_channel
@@ -249,13 +249,13 @@ async def test_lost_acknowledgement_is_resent_from_the_outbox(
         stored = await stub.Submit(request)  # the coordinator stored it; the ack was "lost"
     agent = Agent(tmp_path / "G1", fixed_prepare("G1"))
     agent.outbox.put(
-        round_.round_id, SUBMISSION, request.idempotency_key, request.SerializeToString()
+        round_.round_id, AnswerKind.SUBMISSION, request.idempotency_key, request.SerializeToString()
     )
     outcomes = await agent.run_once()
     assert [o.status for o in outcomes] == ["submitted", "already"]
     assert outcomes[0].receipt is not None
     assert outcomes[0].receipt.submission_id == stored.submission_id
-    assert agent.outbox.get(round_.round_id).state == ACKNOWLEDGED
+    assert agent.outbox.get(round_.round_id).state == Delivery.ACKNOWLEDGED
 
 
 async def test_refusal_and_late_round(coordinator: RunningCoordinator, tmp_path: Path) -> None:
@@ -275,12 +275,15 @@ async def test_refusal_and_late_round(coordinator: RunningCoordinator, tmp_path:
         late = Agent(tmp_path / "H2", fixed_prepare("H2"))
         request = signed_request(h2, round_, rows_for("H2"))
         late.outbox.put(
-            round_.round_id, SUBMISSION, request.idempotency_key, request.SerializeToString()
+            round_.round_id,
+            AnswerKind.SUBMISSION,
+            request.idempotency_key,
+            request.SerializeToString(),
         )
         await adm.close_round(round_.round_id)
     outcomes = await late.run_once()
     assert [o.status for o in outcomes] == ["rejected"]
-    assert late.outbox.get(round_.round_id).state == REJECTED
+    assert late.outbox.get(round_.round_id).state == Delivery.REJECTED
 
 
 async def test_unreachable_coordinator_is_a_plain_sentence(

@@ -10,7 +10,7 @@ import pytest
 from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, rows_for, start
 
 from agent.client import Agent, enrol
-from agent.outbox import ACKNOWLEDGED
+from agent.outbox import Delivery
 from fedpeer.collection import Round
 
 
@@ -41,7 +41,7 @@ async def test_enrol_submit_status_close(tmp_path: Path, db_url: str | None) -> 
                 assert [(o.round_id, o.status) for o in outs] == [(round_.round_id, "submitted")]
                 assert outs[0].receipt is not None and outs[0].receipt.practice_id == pid
                 assert seen[pid][0].definition_hashes == round_.definition_hashes
-                assert agents[pid].outbox.get(round_.round_id).state == ACKNOWLEDGED
+                assert agents[pid].outbox.get(round_.round_id).state == Delivery.ACKNOWLEDGED
 
             status = await adm.status(round_.round_id)
             assert {p.practice_id: p.state for p in status.practices} == dict.fromkeys(

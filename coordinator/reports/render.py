@@ -20,6 +20,7 @@ from coordinator.reports.pdf import ChromiumMissing, printer
 from coordinator.reports.practice import render_practice_report
 from coordinator.reports.summary import render_summary_report
 from coordinator.reports.workshop import render_locality_slides
+from fedpeer.private_files import private_dir, write_private
 
 
 def _safe(name: str) -> str:
@@ -45,26 +46,21 @@ def write_practice_reports(
     trends: Mapping[str, IndicatorTrend] | None = None,
 ) -> list[Path]:
     """Write one report per practice into ``out_dir``; returns the paths written."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(Path(out_dir))  # reports hold every practice's values
     paths = []
     for practice_id in comparison.practices:
         path = out_dir / report_filename(practice_id)
         html = render_practice_report(
             comparison, practice_id, round_label=round_label, as_of=as_of, trends=trends
         )
-        path.write_text(html, encoding="utf-8")
-        paths.append(path)
+        paths.append(write_private(path, html))
     return paths
 
 
 def write_summary_report(comparison: Comparison, out_dir: Path, *, named: bool = False) -> Path:
     """Write the network summary (practices anonymised unless ``named``)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "summary.html"
-    path.write_text(render_summary_report(comparison, named=named), encoding="utf-8")
-    return path
+    out_dir = private_dir(Path(out_dir))
+    return write_private(out_dir / "summary.html", render_summary_report(comparison, named=named))
 
 
 @dataclass
@@ -97,18 +93,16 @@ def write_round_reports(
     out_dir = Path(out_dir)
     written = ReportSet()
     written.practices = write_practice_reports(comparison, out_dir / "practices", trends=trends)
-    slides_dir = out_dir / "localities"
-    slides_dir.mkdir(parents=True, exist_ok=True)
+    slides_dir = private_dir(out_dir / "localities")
     for locality in sorted({p.locality for p in comparison.practices.values()}):
         path = slides_dir / slides_filename(locality)
         html = render_locality_slides(
             comparison, locality, named=locality in named_localities, trends=trends
         )
-        path.write_text(html, encoding="utf-8")
-        written.localities.append(path)
-    written.commissioners = out_dir / "commissioners.html"
-    written.commissioners.write_text(
-        render_commissioner_summary(comparison, trends=trends), encoding="utf-8"
+        written.localities.append(write_private(path, html))
+    written.commissioners = write_private(
+        private_dir(out_dir) / "commissioners.html",
+        render_commissioner_summary(comparison, trends=trends),
     )
     if pdf:
         try:

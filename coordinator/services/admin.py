@@ -15,6 +15,7 @@ from coordinator.ca import CoordinatorKeys
 from coordinator.round_states import RoundState
 from coordinator.services import domain_errors
 from coordinator.services.agent import RoundAnnouncer
+from coordinator.services.oversight import AdminOversightMethods
 from coordinator.services.studies import AdminStudyMethods
 from coordinator.store import PracticeRecord, RoundSchedule, RoundStatus, RoundSummary, Store
 from coordinator.studies import StudyBook
@@ -90,7 +91,7 @@ def _none_if_na(value: object) -> object:
     return None if pd.isna(value) else value  # type: ignore[call-overload]
 
 
-class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
+class AdminServicer(AdminStudyMethods, AdminOversightMethods, admin_pb2_grpc.AdminServicer):
     """Administration for holders of the admin certificate."""
 
     def __init__(
@@ -159,6 +160,7 @@ class AdminServicer(AdminStudyMethods, admin_pb2_grpc.AdminServicer):
     ) -> admin_pb2.Practice:
         """Refuse a practice's certificate from now on."""
         record = await asyncio.to_thread(self._store.revoke_practice, request.practice_id)
+        self._announcer.wake()  # its open round stream re-checks, and closes, now
         log.info("event=revoked practice=%s", request.practice_id)
         return _practice(record)
 

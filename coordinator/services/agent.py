@@ -62,13 +62,17 @@ class RoundAnnouncer:
         """An event set at the next change; take it before reading ``open_rounds``."""
         return self._changed
 
+    def wake(self) -> None:
+        """Wake every subscriber without a change of rounds: each re-checks its practice."""
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
     async def refresh(self) -> None:
         """Re-read the open rounds and wake subscribers when they changed."""
         now_open = tuple(await asyncio.to_thread(self._store.open_round_ids))
         if now_open != self._open:
             self._open = now_open
-            event, self._changed = self._changed, asyncio.Event()
-            event.set()
+            self.wake()
 
     async def _refresh_or_log(self) -> None:
         try:
@@ -120,6 +124,7 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         self._step_seconds = step_seconds
         self._recheck_seconds = recheck_seconds  # how soon a revoked stream is closed
 
+    @domain_errors
     async def WatchRounds(
         self, request: agent_pb2.WatchRoundsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.RoundAnnouncement]:

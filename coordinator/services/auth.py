@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime as dt
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from cryptography import x509
 
-from coordinator.services import abort_unavailable, before_call, transient
+from coordinator.admins import admin_seen
+from coordinator.services import abort_unavailable, before_call, refusals_log, transient
 from coordinator.store import Store
 from fedpeer.errors import IdentityError
 from fedpeer.identity import (
@@ -29,6 +33,7 @@ from fedpeer.identity import (
     subject_of,
 )
 
+T = TypeVar("T")
 AGENT_PREFIX = "/fedpeer.v1.Agent/"
 ADMIN_PREFIX = "/fedpeer.v1.Admin/"
 ANALYST_PREFIX = "/fedpeer.v1.Analyst/"
@@ -81,6 +86,10 @@ def _peer_of(pem: bytes) -> Peer:
     return Peer(subject.common_name, subject.role, cert, fingerprint(cert))
 
 
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 def not_enrolled(store: Store, peer: Peer) -> str | None:
     """Why a practice's certificate is no longer served (revoked, replaced), or None.
 
@@ -110,11 +119,44 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, store: Store) -> None:
         self._store = store
 
+    async def _refuse(
+        self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, why: str, reason: str
+    ) -> None:
+        # A revoked or replaced certificate may keep calling: one line per kind, rate-limited.
+        refusals_log.log(logging.INFO, f"auth:{reason}", "event=refused reason=%s", reason)
+        await context.abort(code, why)
+
+    async def _ask(
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        question: Callable[..., T],
+        *args: object,
+    ) -> T:
+        """``question(store, *args)`` in a thread; UNAVAILABLE while the store cannot say."""
+        try:
+            return await asyncio.to_thread(question, self._store, *args)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            # The caller tries again, as for any call's store.
+            await abort_unavailable(context, method, exc)
+            raise  # pragma: no cover - abort_unavailable raises
+
     async def _authorise(self, method: str, context: grpc.aio.ServicerContext) -> Peer:
         try:
             peer = _peer(context)
         except IdentityError as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            await self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, str(exc), "no_cert")
+        if peer.role == ROLE_ADMIN and await self._ask(
+            method, context, admin_seen, peer.fingerprint, peer.name, _now()
+        ):
+            await self._refuse(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "this admin certificate has been revoked",
+                "admin_revoked",
+            )
         if method.startswith(ADMIN_PREFIX):
             if peer.role != ROLE_ADMIN:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this needs an admin cert")
@@ -135,7 +177,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             # The store cannot say now: the agent tries again, as for any call's store.
             await abort_unavailable(context, method, exc)
         if refused is not None:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+            await self._refuse(context, grpc.StatusCode.PERMISSION_DENIED, refused, "not_enrolled")
         return peer
 
     async def intercept_service(

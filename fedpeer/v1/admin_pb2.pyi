@@ -734,3 +734,193 @@ class StudyResults(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StudyResults: _TypeAlias = StudyResults  # noqa: Y015
+
+@_typing.final
+class SetSubmissionExcludedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUND_ID_FIELD_NUMBER: _builtins.int
+    PRACTICE_ID_FIELD_NUMBER: _builtins.int
+    EXCLUDED_FIELD_NUMBER: _builtins.int
+    WHY_FIELD_NUMBER: _builtins.int
+    round_id: _builtins.str
+    practice_id: _builtins.str
+    excluded: _builtins.bool
+    """true: leave out of comparisons; false: count again"""
+    why: _builtins.str
+    def __init__(
+        self,
+        *,
+        round_id: _builtins.str = ...,
+        practice_id: _builtins.str = ...,
+        excluded: _builtins.bool = ...,
+        why: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["excluded", b"excluded", "practice_id", b"practice_id", "round_id", b"round_id", "why", b"why"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSubmissionExcludedRequest: _TypeAlias = SetSubmissionExcludedRequest  # noqa: Y015
+
+@_typing.final
+class SubmissionEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRACTICE_ID_FIELD_NUMBER: _builtins.int
+    RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    CONTENT_SHA256_FIELD_NUMBER: _builtins.int
+    EXCLUDED_FIELD_NUMBER: _builtins.int
+    EXCLUDED_BY_FIELD_NUMBER: _builtins.int
+    EXCLUDED_AT_FIELD_NUMBER: _builtins.int
+    WHY_FIELD_NUMBER: _builtins.int
+    practice_id: _builtins.str
+    received_at: _builtins.str
+    content_sha256: _builtins.str
+    excluded: _builtins.bool
+    excluded_by: _builtins.str
+    excluded_at: _builtins.str
+    why: _builtins.str
+    def __init__(
+        self,
+        *,
+        practice_id: _builtins.str = ...,
+        received_at: _builtins.str = ...,
+        content_sha256: _builtins.str = ...,
+        excluded: _builtins.bool = ...,
+        excluded_by: _builtins.str = ...,
+        excluded_at: _builtins.str = ...,
+        why: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_sha256", b"content_sha256", "excluded", b"excluded", "excluded_at", b"excluded_at", "excluded_by", b"excluded_by", "practice_id", b"practice_id", "received_at", b"received_at", "why", b"why"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmissionEntry: _TypeAlias = SubmissionEntry  # noqa: Y015
+
+@_typing.final
+class ListSubmissionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUND_ID_FIELD_NUMBER: _builtins.int
+    round_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        round_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["round_id", b"round_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSubmissionsRequest: _TypeAlias = ListSubmissionsRequest  # noqa: Y015
+
+@_typing.final
+class ListSubmissionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMISSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def submissions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmissionEntry]: ...
+    def __init__(
+        self,
+        *,
+        submissions: _abc.Iterable[Global___SubmissionEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["submissions", b"submissions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSubmissionsResponse: _TypeAlias = ListSubmissionsResponse  # noqa: Y015
+
+@_typing.final
+class AdminCertificate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_BY_FIELD_NUMBER: _builtins.int
+    fingerprint: _builtins.str
+    name: _builtins.str
+    first_seen: _builtins.str
+    revoked_at: _builtins.str
+    revoked_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        fingerprint: _builtins.str = ...,
+        name: _builtins.str = ...,
+        first_seen: _builtins.str = ...,
+        revoked_at: _builtins.str = ...,
+        revoked_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "first_seen", b"first_seen", "name", b"name", "revoked_at", b"revoked_at", "revoked_by", b"revoked_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdminCertificate: _TypeAlias = AdminCertificate  # noqa: Y015
+
+@_typing.final
+class ListAdminsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAdminsRequest: _TypeAlias = ListAdminsRequest  # noqa: Y015
+
+@_typing.final
+class ListAdminsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADMINS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def admins(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdminCertificate]: ...
+    def __init__(
+        self,
+        *,
+        admins: _abc.Iterable[Global___AdminCertificate] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admins", b"admins"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAdminsResponse: _TypeAlias = ListAdminsResponse  # noqa: Y015
+
+@_typing.final
+class RevokeAdminRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_OR_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    name_or_fingerprint: _builtins.str
+    def __init__(
+        self,
+        *,
+        name_or_fingerprint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name_or_fingerprint", b"name_or_fingerprint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAdminRequest: _TypeAlias = RevokeAdminRequest  # noqa: Y015

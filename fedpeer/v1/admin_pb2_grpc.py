@@ -125,6 +125,26 @@ class AdminStub:
                 request_serializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
                 response_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudyResults.FromString,
                 _registered_method=True)
+        self.SetSubmissionExcluded = channel.unary_unary(
+                '/fedpeer.v1.Admin/SetSubmissionExcluded',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.SetSubmissionExcludedRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.SubmissionEntry.FromString,
+                _registered_method=True)
+        self.ListSubmissions = channel.unary_unary(
+                '/fedpeer.v1.Admin/ListSubmissions',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.ListSubmissionsRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.ListSubmissionsResponse.FromString,
+                _registered_method=True)
+        self.ListAdmins = channel.unary_unary(
+                '/fedpeer.v1.Admin/ListAdmins',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.ListAdminsRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.ListAdminsResponse.FromString,
+                _registered_method=True)
+        self.RevokeAdmin = channel.unary_unary(
+                '/fedpeer.v1.Admin/RevokeAdmin',
+                request_serializer=fedpeer_dot_v1_dot_admin__pb2.RevokeAdminRequest.SerializeToString,
+                response_deserializer=fedpeer_dot_v1_dot_admin__pb2.ListAdminsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -243,6 +263,32 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetSubmissionExcluded(self, request, context):
+        """Issue 10: leave a practice's submission out of a round's comparisons, or count it again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSubmissions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAdmins(self, request, context):
+        """Issue 10: admin certificates seen, and revoking them by name or fingerprint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAdmin(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -335,6 +381,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetStudyResults,
                     request_deserializer=fedpeer_dot_v1_dot_admin__pb2.StudyRequest.FromString,
                     response_serializer=fedpeer_dot_v1_dot_admin__pb2.StudyResults.SerializeToString,
+            ),
+            'SetSubmissionExcluded': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSubmissionExcluded,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.SetSubmissionExcludedRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.SubmissionEntry.SerializeToString,
+            ),
+            'ListSubmissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSubmissions,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.ListSubmissionsRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.ListSubmissionsResponse.SerializeToString,
+            ),
+            'ListAdmins': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdmins,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.ListAdminsRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.ListAdminsResponse.SerializeToString,
+            ),
+            'RevokeAdmin': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAdmin,
+                    request_deserializer=fedpeer_dot_v1_dot_admin__pb2.RevokeAdminRequest.FromString,
+                    response_serializer=fedpeer_dot_v1_dot_admin__pb2.ListAdminsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -823,6 +889,114 @@ class Admin:
             '/fedpeer.v1.Admin/GetStudyResults',
             fedpeer_dot_v1_dot_admin__pb2.StudyRequest.SerializeToString,
             fedpeer_dot_v1_dot_admin__pb2.StudyResults.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSubmissionExcluded(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/SetSubmissionExcluded',
+            fedpeer_dot_v1_dot_admin__pb2.SetSubmissionExcludedRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.SubmissionEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSubmissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/ListSubmissions',
+            fedpeer_dot_v1_dot_admin__pb2.ListSubmissionsRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.ListSubmissionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdmins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/ListAdmins',
+            fedpeer_dot_v1_dot_admin__pb2.ListAdminsRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.ListAdminsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAdmin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedpeer.v1.Admin/RevokeAdmin',
+            fedpeer_dot_v1_dot_admin__pb2.RevokeAdminRequest.SerializeToString,
+            fedpeer_dot_v1_dot_admin__pb2.ListAdminsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,12 @@ class AdminStub:
     GetStudy: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudySummary]
     ListStudies: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListStudiesAdminRequest, _admin_pb2.ListStudiesAdminResponse]
     GetStudyResults: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudyResults]
+    SetSubmissionExcluded: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetSubmissionExcludedRequest, _admin_pb2.SubmissionEntry]
+    """Issue 10: leave a practice's submission out of a round's comparisons, or count it again."""
+    ListSubmissions: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListSubmissionsRequest, _admin_pb2.ListSubmissionsResponse]
+    ListAdmins: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAdminsRequest, _admin_pb2.ListAdminsResponse]
+    """Issue 10: admin certificates seen, and revoking them by name or fingerprint."""
+    RevokeAdmin: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeAdminRequest, _admin_pb2.ListAdminsResponse]
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -84,6 +90,12 @@ class AdminAsyncStub(AdminStub):
     GetStudy: _aio.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudySummary]  # type: ignore[assignment]
     ListStudies: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListStudiesAdminRequest, _admin_pb2.ListStudiesAdminResponse]  # type: ignore[assignment]
     GetStudyResults: _aio.UnaryUnaryMultiCallable[_admin_pb2.StudyRequest, _admin_pb2.StudyResults]  # type: ignore[assignment]
+    SetSubmissionExcluded: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetSubmissionExcludedRequest, _admin_pb2.SubmissionEntry]  # type: ignore[assignment]
+    """Issue 10: leave a practice's submission out of a round's comparisons, or count it again."""
+    ListSubmissions: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListSubmissionsRequest, _admin_pb2.ListSubmissionsResponse]  # type: ignore[assignment]
+    ListAdmins: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAdminsRequest, _admin_pb2.ListAdminsResponse]  # type: ignore[assignment]
+    """Issue 10: admin certificates seen, and revoking them by name or fingerprint."""
+    RevokeAdmin: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeAdminRequest, _admin_pb2.ListAdminsResponse]  # type: ignore[assignment]
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -216,6 +228,36 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.StudyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.StudyResults, _abc.Awaitable[_admin_pb2.StudyResults]]: ...
+
+    @_abc_1.abstractmethod
+    def SetSubmissionExcluded(
+        self,
+        request: _admin_pb2.SetSubmissionExcludedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SubmissionEntry, _abc.Awaitable[_admin_pb2.SubmissionEntry]]:
+        """Issue 10: leave a practice's submission out of a round's comparisons, or count it again."""
+
+    @_abc_1.abstractmethod
+    def ListSubmissions(
+        self,
+        request: _admin_pb2.ListSubmissionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListSubmissionsResponse, _abc.Awaitable[_admin_pb2.ListSubmissionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAdmins(
+        self,
+        request: _admin_pb2.ListAdminsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListAdminsResponse, _abc.Awaitable[_admin_pb2.ListAdminsResponse]]:
+        """Issue 10: admin certificates seen, and revoking them by name or fingerprint."""
+
+    @_abc_1.abstractmethod
+    def RevokeAdmin(
+        self,
+        request: _admin_pb2.RevokeAdminRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListAdminsResponse, _abc.Awaitable[_admin_pb2.ListAdminsResponse]]: ...
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -6,7 +6,7 @@ key that signed it, so one signed before a rotation still verifies when it is se
 Rows from before have none: they were signed by the CA key itself.
 
 Revision ID: 0007
-Revises: 0005 (the lead re-chains onto 0006 when it lands)
+Revises: 0006
 Create Date: 2026-12-02
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
