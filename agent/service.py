@@ -27,6 +27,7 @@ import contextlib
 import functools
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from agent.pipeline import RoundPipeline
 from agent.studies import StudyWorker
 from fedpeer import __version__
 from fedpeer.errors import FedpeerError
+from fedpeer.private_files import open_private
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 JOURNAL_FORMAT = "%(levelname)s %(name)s %(message)s"  # journald adds its own time
@@ -107,6 +109,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A size-rotated log whose every file, rotated ones included, is owner-only."""
+
+    def _open(self):  # type: ignore[no-untyped-def]  # logging's own hook for each new file
+        fd = open_private(Path(self.baseFilename), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def log_handler(args: argparse.Namespace) -> logging.Handler:
     """A size-rotated file with ``--log-file``, else stderr (journald adds the time)."""
     if args.log_file is None:
@@ -114,7 +124,7 @@ def log_handler(args: argparse.Namespace) -> logging.Handler:
         handler.setFormatter(logging.Formatter(JOURNAL_FORMAT))
         return handler
     args.log_file.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
+    handler = PrivateRotatingFileHandler(
         args.log_file,
         maxBytes=int(args.log_max_mb * 1024 * 1024),
         backupCount=args.log_backups,

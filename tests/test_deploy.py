@@ -203,6 +203,8 @@ def test_the_log_file_rotates_by_size(tmp_path: Path) -> None:
     kept = sorted(p.name for p in log_file.parent.iterdir())
     assert kept == ["agent.log", "agent.log.1", "agent.log.2"]
     assert all(p.stat().st_size <= 1048 + 100 for p in log_file.parent.iterdir())
+    # Rotated files too are the owner's only, whatever the umask (the test's is usual).
+    assert {p.stat().st_mode & 0o777 for p in log_file.parent.iterdir()} == {0o600}
     assert service.log_handler(service.parse_args(["--home", "h", "--extract", "e"])).stream is (
         sys.stderr
     )

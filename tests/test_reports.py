@@ -20,6 +20,7 @@ from coordinator.reports import (
     write_practice_reports,
     write_summary_report,
 )
+from coordinator.reports.palette import ORANGE
 from fedpeer.policy import DisclosurePolicy
 
 VOID = {"meta", "br", "img", "hr", "input", "link", "col", "wbr", "source"}
@@ -120,7 +121,7 @@ def test_practice_report_header_and_sections(report: str) -> None:
 
 def test_one_funnel_per_proportion_and_rate_with_the_practice_highlighted(report: str) -> None:
     assert report.count('class="chart funnel"') == 9  # eight proportions and one rate
-    assert report.count('r="7" fill="#FFB81C"') == 9
+    assert report.count(f'r="7" fill="{ORANGE}"') == 9
 
 
 def test_peers_are_anonymised(report: str, comparison: Comparison) -> None:
@@ -149,6 +150,8 @@ def test_locality_below_minimum_is_withheld_in_report(comparison: Comparison) ->
     assert "figures are withheld" in html and "fewer than the minimum of 5" in html
     north = render_practice_report(comparison, "P001")  # withheld with West
     assert "figures are withheld" in north and "cannot be worked out" in north
+    # What the policy did says the same, per reason, and nothing untrue.
+    assert "withheld (with a smaller withheld locality, which it would give away)" in north
     east = render_practice_report(comparison, "P011")
     assert "1 of 2" in east or "2 of 2" in east
 
@@ -186,7 +189,7 @@ def test_summary_report_is_anonymous_by_default(tmp_path: Path, comparison: Comp
     assert not re.search(r"\bP0\d\d\b", html)  # nor practice ids
     assert "Withheld" in html  # the West locality
     assert html.count('class="chart funnel"') == 9
-    assert 'r="7" fill="#FFB81C"' not in html  # no practice highlighted
+    assert f'r="7" fill="{ORANGE}"' not in html  # no practice highlighted
 
 
 def test_summary_report_can_name_practices(comparison: Comparison) -> None:

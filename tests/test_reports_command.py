@@ -92,6 +92,9 @@ def test_every_report_is_written_as_html_and_pdf(written: Path) -> None:
         n.replace(".html", ".pdf") for n in slides
     }
     assert (written / "commissioners.pdf").is_file()
+    # Every file holds values: owner-only, the PDFs Chromium printed included.
+    modes = {p.stat().st_mode & 0o777 for p in written.rglob("*") if p.is_file()}
+    assert modes == {0o600}
 
 
 def test_practice_pdf_has_pages_text_and_charts(written: Path) -> None:

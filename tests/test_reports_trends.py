@@ -12,7 +12,8 @@ from test_comparisons_frame import round_frame
 from coordinator.comparison_store import decile_cuts, peer_median
 from coordinator.comparisons import build_comparison
 from coordinator.reports.history import band_words
-from coordinator.reports.trend_chart import OKABE_VERMILION, TrendSeries, trend_chart
+from coordinator.reports.palette import VERMILION
+from coordinator.reports.trend_chart import TrendSeries, trend_chart
 from coordinator.reports.workshop import locality_labels, practice_letter
 
 CUTS = tuple(float(x) for x in range(10, 100, 10))  # 10, 20, ... 90
@@ -66,9 +67,9 @@ def test_trend_chart_draws_a_point_per_value_and_gaps_for_missing_ones() -> None
         percent=True,
     )
     assert "&lt;HbA1c&gt;" in svg and "<HbA1c>" not in svg
-    assert svg.count(f'fill="{OKABE_VERMILION}"') == 2  # two values, two dots
+    assert svg.count(f'fill="{VERMILION}"') == 2  # two values, two dots
     # No line joins across the round without a value: the practice has no polyline.
-    assert not re.search(rf'<polyline[^>]*stroke="{OKABE_VERMILION}"', svg)
+    assert not re.search(rf'<polyline[^>]*stroke="{VERMILION}"', svg)
     assert [m for m in re.findall(r">(\w{3} 2026)</text>", svg)] == [
         "Jul 2026",
         "Aug 2026",

@@ -15,17 +15,19 @@ from functools import lru_cache
 from markupsafe import Markup, escape
 
 from coordinator.funnel import FunnelModel
+from coordinator.reports.palette import (
+    AXIS,
+    BLUE,
+    CATEGORY_COLOURS,
+    DARK_BLUE,
+    GREY,
+    GRID,
+    INK,
+    LIGHT_GREY,
+    ORANGE,
+    text_on,
+)
 
-# NHS identity colours: strong contrast on white and distinct for colour-blind readers.
-NHS_BLUE = "#005EB8"
-NHS_DARK_BLUE = "#003087"
-GREY = "#768692"
-LIGHT_GREY = "#D8DDE0"
-WARM_YELLOW = "#FFB81C"
-AQUA_GREEN = "#00A499"
-PURPLE = "#330072"
-DARK_PINK = "#AE2573"
-SEGMENT_COLOURS = (NHS_BLUE, AQUA_GREEN, WARM_YELLOW, PURPLE, GREY, DARK_PINK)
 FONT = "font-family=\"Arial, 'Helvetica Neue', Helvetica, sans-serif\""
 
 
@@ -147,20 +149,20 @@ def funnel_plot(
         y = sy(t)
         parts.append(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
-            f'stroke="#F0F4F5"/><text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" '
-            f'fill="#425563">{escape(tick_text(t))}</text>'
+            f'stroke="{GRID}"/><text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" '
+            f'fill="{AXIS}">{escape(tick_text(t))}</text>'
         )
     x_ticks = _log_ticks(max(x_lo, 1), x_hi) if use_log else _nice_ticks(x_lo, x_hi)
     for t in x_ticks:
         x = sx(t)
         parts.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" '
-            f'stroke="#425563"/><text x="{x:.1f}" y="{top + plot_h + 16}" '
-            f'text-anchor="middle" fill="#425563">{escape(_short_number(t))}</text>'
+            f'stroke="{AXIS}"/><text x="{x:.1f}" y="{top + plot_h + 16}" '
+            f'text-anchor="middle" fill="{AXIS}">{escape(_short_number(t))}</text>'
         )
     parts.append(
         f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" '
-        f'fill="#425563">{escape(x_label)}{" (log scale)" if use_log else ""}</text>'
+        f'fill="{AXIS}">{escape(x_label)}{" (log scale)" if use_log else ""}</text>'
     )
 
     def path(values: list[float]) -> str:
@@ -171,16 +173,16 @@ def funnel_plot(
 
     parts.append(f'<g clip-path="url(#{clip})" fill="none">')
     for attr, style in (
-        ("upper_998", f'stroke="{NHS_DARK_BLUE}" stroke-width="1.5"'),
-        ("lower_998", f'stroke="{NHS_DARK_BLUE}" stroke-width="1.5"'),
-        ("upper_95", f'stroke="{NHS_BLUE}" stroke-width="1.2" stroke-dasharray="5 3"'),
-        ("lower_95", f'stroke="{NHS_BLUE}" stroke-width="1.2" stroke-dasharray="5 3"'),
+        ("upper_998", f'stroke="{DARK_BLUE}" stroke-width="1.5"'),
+        ("lower_998", f'stroke="{DARK_BLUE}" stroke-width="1.5"'),
+        ("upper_95", f'stroke="{BLUE}" stroke-width="1.2" stroke-dasharray="5 3"'),
+        ("lower_95", f'stroke="{BLUE}" stroke-width="1.2" stroke-dasharray="5 3"'),
     ):
         parts.append(f'<path d="{path([getattr(c, attr) for c in curve])}" {style}/>')
     y_target = sy(model.target)
     parts.append(
         f'<line x1="{left}" x2="{left + plot_w}" y1="{y_target:.1f}" y2="{y_target:.1f}" '
-        f'stroke="#212B32" stroke-width="1.5"/>'
+        f'stroke="{INK}" stroke-width="1.5"/>'
     )
     for p in sorted(points, key=lambda p: p.highlighted):
         if p.denominator <= 0:
@@ -188,7 +190,7 @@ def funnel_plot(
         if p.highlighted:
             parts.append(
                 f'<circle cx="{sx(p.denominator):.1f}" cy="{sy(p.value):.1f}" r="7" '
-                f'fill="{WARM_YELLOW}" stroke="#212B32" stroke-width="1.5"/>'
+                f'fill="{ORANGE}" stroke="{INK}" stroke-width="1.5"/>'
             )
         else:
             parts.append(
@@ -197,7 +199,7 @@ def funnel_plot(
             )
     parts.append("</g>")
     parts.append(
-        f'<text x="{left - 44}" y="{top + plot_h / 2}" fill="#425563" text-anchor="middle" '
+        f'<text x="{left - 44}" y="{top + plot_h / 2}" fill="{AXIS}" text-anchor="middle" '
         f'transform="rotate(-90 {left - 44} {top + plot_h / 2})">{escape(y_label)}</text>'
     )
     parts.append("</svg>")
@@ -207,23 +209,23 @@ def funnel_plot(
 def funnel_legend(*, highlighted: bool) -> Markup:
     """The key shared by a page's funnel plots."""
     items = [
-        '<line x1="0" x2="22" y1="8" y2="8" stroke="#212B32" stroke-width="1.5"/>'
+        f'<line x1="0" x2="22" y1="8" y2="8" stroke="{INK}" stroke-width="1.5"/>'
         '<text x="28" y="12">All-practice value</text>',
-        f'<line x1="150" x2="172" y1="8" y2="8" stroke="{NHS_BLUE}" stroke-width="1.2" '
+        f'<line x1="150" x2="172" y1="8" y2="8" stroke="{BLUE}" stroke-width="1.2" '
         f'stroke-dasharray="5 3"/><text x="178" y="12">95% limits</text>',
-        f'<line x1="260" x2="282" y1="8" y2="8" stroke="{NHS_DARK_BLUE}" stroke-width="1.5"/>'
+        f'<line x1="260" x2="282" y1="8" y2="8" stroke="{DARK_BLUE}" stroke-width="1.5"/>'
         f'<text x="288" y="12">99.8% limits</text>',
         f'<circle cx="382" cy="8" r="3.5" fill="{GREY}"/><text x="390" y="12">A practice</text>',
     ]
     if highlighted:
         items.append(
-            f'<circle cx="482" cy="8" r="6" fill="{WARM_YELLOW}" stroke="#212B32" '
+            f'<circle cx="482" cy="8" r="6" fill="{ORANGE}" stroke="{INK}" '
             f'stroke-width="1.5"/><text x="493" y="12">Your practice</text>'
         )
     width = 590 if highlighted else 470
     return Markup(
         f'<svg viewBox="0 0 {width} 18" width="{width}" '
-        f'height="18" class="legend" {FONT} font-size="12" fill="#212B32" role="img" '
+        f'height="18" class="legend" {FONT} font-size="12" fill="{INK}" role="img" '
         f'aria-label="Key to the funnel plots">{"".join(items)}</svg>'
     )
 
@@ -263,7 +265,7 @@ def range_strip(
         parts.append(
             f'<rect x="{sx(lower_quartile):.1f}" y="{mid - 6}" '
             f'width="{max(sx(upper_quartile) - sx(lower_quartile), 1):.1f}" height="12" '
-            f'fill="#E8EDEE" stroke="{GREY}"/>'
+            f'fill="{GRID}" stroke="{GREY}"/>'
         )
     ticks = sorted(values)
     if len(ticks) > 200:
@@ -277,12 +279,12 @@ def range_strip(
     if median is not None:
         parts.append(
             f'<line x1="{sx(median):.1f}" x2="{sx(median):.1f}" y1="{mid - 8}" y2="{mid + 8}" '
-            f'stroke="#212B32" stroke-width="2"/>'
+            f'stroke="{INK}" stroke-width="2"/>'
         )
     if highlight is not None:
         parts.append(
-            f'<circle cx="{sx(highlight):.1f}" cy="{mid}" r="5.5" fill="{WARM_YELLOW}" '
-            f'stroke="#212B32" stroke-width="1.5"/>'
+            f'<circle cx="{sx(highlight):.1f}" cy="{mid}" r="5.5" fill="{ORANGE}" '
+            f'stroke="{INK}" stroke-width="1.5"/>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -310,17 +312,17 @@ def stacked_bars(
     ]
     x = label_w
     for i, category in enumerate(categories):
-        colour = SEGMENT_COLOURS[i % len(SEGMENT_COLOURS)]
+        colour = CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)]
         parts.append(
             f'<rect x="{x}" y="4" width="12" height="12" fill="{colour}"/>'
-            f'<text x="{x + 16}" y="14" fill="#212B32">{escape(category)}</text>'
+            f'<text x="{x + 16}" y="14" fill="{INK}">{escape(category)}</text>'
         )
         x += 30 + 6.3 * len(category)
     for row_no, bar in enumerate(bars):
         y = key_h + row_no * (bar_h + gap)
         parts.append(
             f'<text x="{label_w - 8}" y="{y + bar_h / 2 + 4}" text-anchor="end" '
-            f'fill="#212B32">{escape(bar.label)}</text>'
+            f'fill="{INK}">{escape(bar.label)}</text>'
         )
         known = sum(s for s in bar.shares if s is not None) or 1.0
         x = float(label_w)
@@ -328,13 +330,13 @@ def stacked_bars(
             if not share:
                 continue
             w = plot_w * share / known
-            colour = SEGMENT_COLOURS[i % len(SEGMENT_COLOURS)]
+            colour = CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)]
             parts.append(
                 f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}" '
                 f'stroke="#fff"><title>{escape(categories[i])}: {100 * share:.0f}%</title></rect>'
             )
             if w > 34:
-                ink = "#212B32" if colour in (WARM_YELLOW, AQUA_GREEN) else "#fff"
+                ink = text_on(colour)
                 parts.append(
                     f'<text x="{x + w / 2:.1f}" y="{y + bar_h / 2 + 4}" text-anchor="middle" '
                     f'fill="{ink}" font-weight="bold">{100 * share:.0f}%</text>'

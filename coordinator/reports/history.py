@@ -14,6 +14,7 @@ from typing import Any
 
 from coordinator.comparison_store import IndicatorTrend
 from coordinator.comparisons import SUPPRESSED_COUNT, SUPPRESSED_MEAN, Comparison
+from coordinator.localities import Withheld
 from coordinator.reports.trend_chart import TrendSeries, month_label, trend_chart
 from coordinator.reports.wording import ordinal
 from fedpeer.policy import DisclosurePolicy, Noise, Rounding
@@ -78,16 +79,21 @@ def policy_effects(comparison: Comparison, practice_id: str) -> list[str]:
     if not counts and not means:
         effects.append(f"None of your {total} indicators lost its value to suppression.")
     locality = comparison.practices[practice_id].locality
-    withheld = [
-        ic.spec.title
-        for ic in comparison.indicators.values()
-        if any(g.name == locality and not g.published for g in ic.localities)
-    ]
-    if withheld:
-        effects.append(
-            f"Your locality's value was withheld (fewer than {comparison.group_minimum} "
-            f"practices with a value) for {len(withheld)} indicators: {', '.join(withheld)}."
-        )
+    why = {
+        Withheld.TOO_FEW: f"fewer than {comparison.group_minimum} practices with a value",
+        Withheld.COMPLEMENTARY: "with a smaller withheld locality, which it would give away",
+    }
+    for reason, words in why.items():
+        titles = [
+            ic.spec.title
+            for ic in comparison.indicators.values()
+            if any(g.name == locality and g.withheld is reason for g in ic.localities)
+        ]
+        if titles:
+            effects.append(
+                f"Your locality's value was withheld ({words}) for {len(titles)} "
+                f"{'indicator' if len(titles) == 1 else 'indicators'}: {', '.join(titles)}."
+            )
     return effects
 
 

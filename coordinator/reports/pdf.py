@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fedpeer.errors import FedpeerError
+from fedpeer.private_files import write_private
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = (
@@ -71,10 +72,10 @@ class Printer:
         page = self._page(html, 1280 if slides else 1100, 720 if slides else 1400)
         try:
             page.emulate_media(media="print")
-            page.pdf(path=str(out), print_background=True, prefer_css_page_size=True)
+            printed = page.pdf(print_background=True, prefer_css_page_size=True)
         finally:
             page.close()
-        return out
+        return write_private(out, printed)  # it holds the practices' values: owner-only
 
     def screenshot(self, html: Path, out: Path, *, width: int = 1280, height: int = 900) -> Path:
         """A PNG of ``html`` as a screen shows it, the whole page."""

@@ -7,9 +7,8 @@ from collections.abc import Mapping, Sequence
 
 from markupsafe import Markup, escape
 
-from coordinator.reports.charts import FONT, NHS_BLUE, NHS_DARK_BLUE
-
-AQUA_BLUE = "#41B6E6"
+from coordinator.reports.charts import FONT
+from coordinator.reports.palette import AXIS, BLUE, DARK_BLUE, INK, SKY_BLUE
 
 
 def _band_key(band: str) -> int:
@@ -56,16 +55,16 @@ def population_pyramid(
         f'aria-label="{escape(title)}" class="chart pyramid" {FONT} font-size="11">'
         f"<title>{escape(title)}</title>",
         f'<text x="{centre_left - 4}" y="14" text-anchor="end" font-weight="bold" '
-        f'fill="#212B32">Men</text>',
-        f'<text x="{centre_right + 4}" y="14" font-weight="bold" fill="#212B32">Women</text>',
+        f'fill="{INK}">Men</text>',
+        f'<text x="{centre_right + 4}" y="14" font-weight="bold" fill="{INK}">Women</text>',
     ]
     for i, band in enumerate(bands):
         y = top + i * row_h
         parts.append(
             f'<text x="{centre_left + middle / 2}" y="{y + row_h - 4}" text-anchor="middle" '
-            f'fill="#425563">{escape(band)}</text>'
+            f'fill="{AXIS}">{escape(band)}</text>'
         )
-        for sex, colour in (("male", NHS_BLUE), ("female", AQUA_BLUE)):
+        for sex, colour in (("male", BLUE), ("female", SKY_BLUE)):
             share = shares.get(f"{sex}.{band}", 0.0)
             w = length(share)
             x = centre_left - w if sex == "male" else centre_right
@@ -79,7 +78,7 @@ def population_pyramid(
                 edge = centre_left - r if sex == "male" else centre_right + r
                 parts.append(
                     f'<line x1="{edge:.1f}" x2="{edge:.1f}" y1="{y}" y2="{y + row_h}" '
-                    f'stroke="{NHS_DARK_BLUE}" stroke-width="2.5"/>'
+                    f'stroke="{DARK_BLUE}" stroke-width="2.5"/>'
                 )
     axis_y = top + row_h * len(bands) + 4
     for fraction in (0.0, 0.5, 1.0):
@@ -87,20 +86,20 @@ def population_pyramid(
         for x in {centre_left - length(tick), centre_right + length(tick)}:
             parts.append(
                 f'<text x="{x:.1f}" y="{axis_y + 10}" text-anchor="middle" '
-                f'fill="#425563">{100 * tick:.1f}%</text>'
+                f'fill="{AXIS}">{100 * tick:.1f}%</text>'
             )
     key_y = height - 8
     parts.append(
-        f'<rect x="{centre_left - 150}" y="{key_y - 9}" width="10" height="10" fill="{NHS_BLUE}"/>'
+        f'<rect x="{centre_left - 150}" y="{key_y - 9}" width="10" height="10" fill="{BLUE}"/>'
         f'<rect x="{centre_left - 139}" y="{key_y - 9}" width="10" height="10" '
-        f'fill="{AQUA_BLUE}"/><text x="{centre_left - 124}" y="{key_y}" '
-        f'fill="#212B32">{escape(shares_label)}</text>'
+        f'fill="{SKY_BLUE}"/><text x="{centre_left - 124}" y="{key_y}" '
+        f'fill="{INK}">{escape(shares_label)}</text>'
     )
     if reference is not None:
         parts.append(
             f'<line x1="{centre_right + 10}" x2="{centre_right + 10}" y1="{key_y - 11}" '
-            f'y2="{key_y + 2}" stroke="{NHS_DARK_BLUE}" stroke-width="2.5"/>'
-            f'<text x="{centre_right + 18}" y="{key_y}" fill="#212B32">'
+            f'y2="{key_y + 2}" stroke="{DARK_BLUE}" stroke-width="2.5"/>'
+            f'<text x="{centre_right + 18}" y="{key_y}" fill="{INK}">'
             f"{escape(reference_label)}</text>"
         )
     parts.append("</svg>")

@@ -16,14 +16,18 @@ from datetime import date
 from markupsafe import Markup, escape
 
 from coordinator.reports.charts import FONT, _nice_ticks, _tick_formatter
+from coordinator.reports.palette import (
+    AXIS,
+    BLUE,
+    BLUISH_GREEN,
+    GRID,
+    INK,
+    LIGHT_GREY,
+    SKY_BLUE,
+    VERMILION,
+)
 
-# Okabe-Ito: blue for the bands, vermilion for the practice, bluish green for peers.
-OKABE_BLUE = "#0072B2"
-OKABE_VERMILION = "#D55E00"
-OKABE_GREEN = "#009E73"
-OKABE_SKY = "#56B4E9"
-INK = "#212B32"
-AXIS = "#425563"
+# Blue for the bands, vermilion for the practice, bluish green for peers.
 # Band i joins cut i and cut 8 - i (10th-90th is band 0); inner bands are drawn darker.
 BAND_OPACITY = (0.12, 0.2, 0.3, 0.42)
 
@@ -100,12 +104,12 @@ def trend_chart(
         f'aria-label="{escape(title)}" class="chart trend" {FONT} font-size="11">'
         f"<title>{escape(title)}</title>",
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" '
-        f'stroke="#D8DDE0"/>',
+        f'stroke="{LIGHT_GREY}"/>',
     ]
     for t in ticks:
         parts.append(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" '
-            f'stroke="#F0F4F5"/><text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end" '
+            f'stroke="{GRID}"/><text x="{left - 6}" y="{sy(t) + 4:.1f}" text-anchor="end" '
             f'fill="{AXIS}">{escape(text(t))}</text>'
         )
     for x, day in zip(xs, series.dates, strict=True):
@@ -117,7 +121,7 @@ def trend_chart(
     # column when a round stands alone.
     half = min(step * 0.35, 28)
     for band, opacity in enumerate(BAND_OPACITY):
-        style = f'fill="{OKABE_BLUE}" fill-opacity="{opacity}" stroke="none"'
+        style = f'fill="{BLUE}" fill-opacity="{opacity}" stroke="none"'
         for i, cuts in enumerate(series.deciles):
             if len(cuts) != 9:
                 continue
@@ -143,10 +147,10 @@ def trend_chart(
         xs,
         medians,
         sy,
-        f'stroke="{OKABE_BLUE}" stroke-width="1.2" stroke-dasharray="4 3"',
+        f'stroke="{BLUE}" stroke-width="1.2" stroke-dasharray="4 3"',
         lambda x, y: (
             f'<line x1="{x - half:.1f}" x2="{x + half:.1f}" y1="{y:.1f}" '
-            f'y2="{y:.1f}" stroke="{OKABE_BLUE}" stroke-width="1.2" stroke-dasharray="4 3"/>'
+            f'y2="{y:.1f}" stroke="{BLUE}" stroke-width="1.2" stroke-dasharray="4 3"/>'
             if n == 1
             else ""
         ),
@@ -164,9 +168,10 @@ def trend_chart(
             xs,
             series.peers,
             sy,
-            f'stroke="{OKABE_GREEN}" stroke-width="2" stroke-dasharray="6 3"',
+            f'stroke="{BLUISH_GREEN}" stroke-width="2" stroke-dasharray="6 3"',
             lambda x, y: (
-                f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{OKABE_GREEN}"/>'
+                f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" '
+                f'fill="{BLUISH_GREEN}"/>'
             ),
         )
     if series.practice:
@@ -174,10 +179,10 @@ def trend_chart(
             xs,
             series.practice,
             sy,
-            f'stroke="{OKABE_VERMILION}" stroke-width="2.5"',
+            f'stroke="{VERMILION}" stroke-width="2.5"',
             lambda x, y: (
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" '
-                f'fill="{OKABE_VERMILION}" stroke="#fff" stroke-width="1.5"/>'
+                f'fill="{VERMILION}" stroke="#fff" stroke-width="1.5"/>'
             ),
         )
     parts.append("</svg>")
@@ -189,23 +194,23 @@ def trend_legend(*, practice: bool, peers: bool, bands: bool = True) -> Markup:
     items, x = [], 0
     if bands:
         items.append(
-            f'<rect x="{x}" y="2" width="22" height="12" fill="{OKABE_BLUE}" fill-opacity="0.3"/>'
+            f'<rect x="{x}" y="2" width="22" height="12" fill="{BLUE}" fill-opacity="0.3"/>'
             f'<text x="{x + 28}" y="12">Deciles of practices (darker: nearer the middle)</text>'
-            f'<line x1="{x + 300}" x2="{x + 322}" y1="8" y2="8" stroke="{OKABE_BLUE}" '
+            f'<line x1="{x + 300}" x2="{x + 322}" y1="8" y2="8" stroke="{BLUE}" '
             f'stroke-dasharray="4 3"/><text x="{x + 328}" y="12">Median practice</text>'
         )
         x += 440
     if peers:
         items.append(
-            f'<line x1="{x}" x2="{x + 22}" y1="8" y2="8" stroke="{OKABE_GREEN}" stroke-width="2" '
+            f'<line x1="{x}" x2="{x + 22}" y1="8" y2="8" stroke="{BLUISH_GREEN}" stroke-width="2" '
             f'stroke-dasharray="6 3"/><rect x="{x + 7}" y="4" width="8" height="8" '
-            f'fill="{OKABE_GREEN}"/><text x="{x + 28}" y="12">Most alike practices (median)</text>'
+            f'fill="{BLUISH_GREEN}"/><text x="{x + 28}" y="12">Most alike practices (median)</text>'
         )
         x += 230
     if practice:
         items.append(
-            f'<line x1="{x}" x2="{x + 22}" y1="8" y2="8" stroke="{OKABE_VERMILION}" '
-            f'stroke-width="2.5"/><circle cx="{x + 11}" cy="8" r="5" fill="{OKABE_VERMILION}"/>'
+            f'<line x1="{x}" x2="{x + 22}" y1="8" y2="8" stroke="{VERMILION}" '
+            f'stroke-width="2.5"/><circle cx="{x + 11}" cy="8" r="5" fill="{VERMILION}"/>'
             f'<text x="{x + 28}" y="12">Your practice</text>'
         )
         x += 130
@@ -265,7 +270,7 @@ def side_by_side(
     base = top + len(bars) * (bar_h + gap)
     for t in ticks:
         parts.append(
-            f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top}" y2="{base}" stroke="#F0F4F5"/>'
+            f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top}" y2="{base}" stroke="{GRID}"/>'
             f'<text x="{sx(t):.1f}" y="{base + 16}" text-anchor="middle" fill="{AXIS}" '
             f'font-size="12">{escape(text(t))}</text>'
         )
@@ -283,7 +288,7 @@ def side_by_side(
             continue
         w = max(sx(bar.value) - label_w, 1.0)
         parts.append(
-            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{OKABE_SKY}"/>'
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{SKY_BLUE}"/>'
             f'<text x="{label_w + w + 6:.1f}" y="{y + bar_h / 2 + 5}" fill="{INK}" '
             f'font-weight="bold">{escape(bar.text)}</text>'
         )
