@@ -62,7 +62,7 @@ from fedpeer.identity import (
     verify_issued_by,
 )
 from fedpeer.policy import DisclosurePolicy
-from fedpeer.signing import sign_bytes, verify
+from fedpeer.signing import sign_bytes, verify_receipt, verify_round
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2, enrolment_pb2, enrolment_pb2_grpc
 
 if TYPE_CHECKING:  # the study worker reads extracts; the client itself never does
@@ -381,7 +381,7 @@ class Agent:
         round_ = wire.round_from_proto(message)
         if round_.round_id != round_id:
             raise IdentityError(f"asked for round {round_id}, the coordinator sent another")
-        verify(self.identity.ca_cert, round_.manifest(), round_.signature)
+        verify_round(self.identity.ca_cert, round_)
         stamp = None if self._stamp is None else await asyncio.to_thread(self._stamp)
         try:
             result = await self._run_prepare(round_)
@@ -482,7 +482,7 @@ class Agent:
             log.warning("event=rejected round=%s reason=%s", entry.round_id, error)
             return Outcome(entry.round_id, Status.REJECTED, detail=str(error))
         receipt = wire.receipt_from_proto(message)
-        verify(self.identity.ca_cert, receipt.document(), receipt.signature)
+        verify_receipt(self.identity.ca_cert, receipt)
         if (
             receipt.content_sha256 != entry.content_sha256
             or receipt.round_id != entry.round_id

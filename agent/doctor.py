@@ -62,7 +62,7 @@ from fedpeer.errors import ExtractError, FedpeerError
 from fedpeer.identity import cert_from_pem, key_from_pem
 from fedpeer.measures import Count
 from fedpeer.policy import Noise, Rounding
-from fedpeer.signing import verify
+from fedpeer.signing import verify_round
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc
 
 CERT_WARNING_DAYS = 30
@@ -348,7 +348,7 @@ async def probe_coordinator(identity: AgentIdentity, timeout: float) -> Coordina
                     agent_pb2.GetRoundRequest(round_id=newest), timeout=timeout
                 )
                 round_ = wire.round_from_proto(message)
-                verify(i.ca_cert, round_.manifest(), round_.signature)
+                verify_round(i.ca_cert, round_)
                 created = dt.datetime.fromisoformat(round_.created_at)
     except grpc.aio.AioRpcError as exc:
         refused = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)

@@ -69,7 +69,7 @@ from fedpeer.identity import (  # noqa: E402
     make_csr,
 )
 from fedpeer.release import ResultRow  # noqa: E402
-from fedpeer.signing import sign_bytes, verify  # noqa: E402
+from fedpeer.signing import sign_bytes, verify_receipt, verify_round  # noqa: E402
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc, enrolment_pb2, enrolment_pb2_grpc  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -175,7 +175,7 @@ class Agents:
         ca_cert = cert_from_pem(self.ca_pem)
         round_msg = await self.stubs[0].GetRound(agent_pb2.GetRoundRequest(round_id=round_id))
         round_ = wire.round_from_proto(round_msg)
-        verify(ca_cert, round_.manifest(), round_.signature)
+        verify_round(ca_cert, round_)
         requests = [
             wire.release_to_proto(
                 round_id, release_for(ident["practice_id"], ident["i"], round_, ident["key"])
@@ -191,7 +191,7 @@ class Agents:
             try:
                 message = await stub.Submit(request, timeout=CALL_TIMEOUT)
                 receipt = wire.receipt_from_proto(message)
-                verify(ca_cert, receipt.document(), receipt.signature)
+                verify_receipt(ca_cert, receipt)
                 assert receipt.practice_id == practice_id
                 codes["OK"] += 1
             except grpc.aio.AioRpcError as exc:

@@ -48,7 +48,7 @@ SQLITE_MEMBER = "store.sqlite"
 PGDUMP_MEMBER = "store.pgdump"
 HOME_PREFIX = "home/"
 HOME_FILES = ("ca.key", "ca.crt", "server.key", "server.crt", "admin.key", "admin.crt")
-OPTIONAL_HOME_FILES = ("network.toml",)
+OPTIONAL_HOME_FILES = ("network.toml", "signing.key", "signing.crt")  # signer: issue 10
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import hashlib
+import logging
 import os
 import sys
 import tomllib
@@ -19,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from coordinator.store import Store
 from fedpeer.errors import EnrolmentError, IdentityError, PolicyError, StoreError
 from fedpeer.identity import (
     CertificateAuthority,
+    SigningIdentity,
     cert_from_pem,
     cert_to_pem,
     fingerprint,
@@ -32,12 +35,20 @@ from fedpeer.identity import (
     key_to_pem,
     new_token,
     parse_token,
+    signer_from_pem,
+    verify_signer,
 )
 from fedpeer.policy import DisclosurePolicy, policy_from_table
-from fedpeer.private_files import create_private, private_dir, refuse_link
+from fedpeer.private_files import create_private, private_dir, refuse_link, write_private
 
+log = logging.getLogger("fedpeer.coordinator")
 DEFAULT_TOKEN_VALIDITY = dt.timedelta(days=7)
 CA_PASSPHRASE_ENV = "FEDPEER_CA_PASSPHRASE"  # opens an encrypted CA key without a prompt
+SIGNER_RENEWAL = dt.timedelta(days=30)  # `serve` renews a signer this close to expiry
+CA_KEY_OFFLINE = (
+    "{what} needs the CA key: start the coordinator with the CA key's passphrase"
+    f" ({CA_PASSPHRASE_ENV}) or bring the CA key online"
+)
 PRACTICE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
@@ -66,6 +77,16 @@ class CoordinatorHome:
     def server_cert(self) -> Path:
         """The TLS server certificate."""
         return self.root / "server.crt"
+
+    @property
+    def signing_key(self) -> Path:
+        """The Ed25519 key that signs rounds and receipts (0600)."""
+        return self.root / "signing.key"
+
+    @property
+    def signing_cert(self) -> Path:
+        """The signing key's certificate, issued by the CA, marked as the signer."""
+        return self.root / "signing.crt"
 
     @property
     def admin_key(self) -> Path:
@@ -107,10 +128,12 @@ class CoordinatorHome:
 
         IdentityError when the home was not initialised or the passphrase is wrong.
         """
-        if not self.ca_key.exists() or not self.ca_cert.exists():
+        if not self.ca_cert.exists():
             raise IdentityError(
                 f"{self.root} holds no coordinator CA: run `fedpeer-coordinator init` first"
             )
+        if not self.ca_key.exists():
+            raise IdentityError(f"{self.ca_key} is not here: bring the CA key back from offline")
         key_pem = self.ca_key.read_bytes()
         if key_is_encrypted(key_pem) and not passphrase:
             passphrase = ca_passphrase(f"the passphrase of {self.ca_key}")
@@ -158,6 +181,7 @@ def init_home(
     admin_key, admin_cert = ca.issue_admin()
     create_private(home.admin_key, key_to_pem(admin_key))
     home.admin_cert.write_bytes(cert_to_pem(admin_cert))
+    rotate_signer(home, ca)
     return home
 
 
@@ -219,3 +243,110 @@ def enrol(
 def load_cert(path: Path) -> x509.Certificate:
     """A certificate from a PEM file."""
     return cert_from_pem(path.read_bytes())
+
+
+# The signing key: rounds and receipts are signed with it, so the CA key can stay offline.
+
+
+class CaKeyOffline(StoreError):
+    """The running coordinator holds no CA key (encrypted and not unlocked, or offline)."""
+
+
+@dataclass(frozen=True)
+class CoordinatorKeys:
+    """What a running coordinator serves with: the CA certificate, the signer, maybe the CA."""
+
+    cert: x509.Certificate
+    signer: SigningIdentity
+    authority: CertificateAuthority | None = None  # None: the CA key was not unlocked
+
+    @property
+    def cert_pem(self) -> bytes:
+        """The CA certificate, PEM."""
+        return cert_to_pem(self.cert)
+
+    def issuer(self, what: str = "enrolment") -> CertificateAuthority:
+        """The CA, for ``what``; CaKeyOffline, naming it, when the coordinator runs without it."""
+        if self.authority is None:
+            raise CaKeyOffline(CA_KEY_OFFLINE.format(what=what))
+        return self.authority
+
+    @property
+    def key(self) -> ec.EllipticCurvePrivateKey:
+        """The CA key (studies are still signed with it); CaKeyOffline without it."""
+        return self.issuer("creating a study").key
+
+
+def rotate_signer(home: CoordinatorHome, ca: CertificateAuthority) -> SigningIdentity:
+    """Issue a new signing key and certificate and put them in place of the old ones.
+
+    Receipts already signed keep verifying: each is stored with its signer's certificate.
+    A running coordinator takes the new key when it next starts.
+    """
+    signer = ca.issue_signer()
+    for path, data in (
+        (home.signing_key, key_to_pem(signer.key)),
+        (home.signing_cert, cert_to_pem(signer.cert)),
+    ):
+        fresh = path.with_name(path.name + ".new")
+        write_private(fresh, data)
+        os.replace(fresh, path)  # never a half-written key in place
+    return signer
+
+
+def _signer_problem(home: CoordinatorHome, ca_cert: x509.Certificate) -> str | None:
+    if not home.signing_key.exists() or not home.signing_cert.exists():
+        return f"{home.root} holds no signing key"
+    try:
+        signer = signer_from_pem(home.signing_key.read_bytes(), home.signing_cert.read_bytes())
+        certified = verify_signer(signer.cert, ca_cert)
+    except IdentityError as exc:
+        return f"{home.signing_cert}: {exc}"
+    if certified.public_bytes_raw() != signer.key.public_key().public_bytes_raw():
+        return f"{home.signing_cert} does not certify {home.signing_key}"
+    return None
+
+
+def _expires_soon(signer: SigningIdentity) -> bool:
+    return signer.cert.not_valid_after_utc - dt.datetime.now(dt.UTC) < SIGNER_RENEWAL
+
+
+def load_keys(home: CoordinatorHome, passphrase: bytes | None = None) -> CoordinatorKeys:
+    """The running coordinator's keys: the signer always, the CA key when it can be opened.
+
+    An encrypted CA key is opened with ``passphrase``, else ``FEDPEER_CA_PASSPHRASE``, else
+    a prompt; with none of them (or no ``ca.key`` at all) the coordinator runs without
+    it and cannot enrol. A wrong passphrase stops it. A signer that is missing, not this
+    CA's or near its expiry is renewed when the CA key is at hand, else IdentityError.
+    """
+    if not home.ca_cert.exists():
+        raise IdentityError(
+            f"{home.root} holds no coordinator CA: run `fedpeer-coordinator init` first"
+        )
+    ca_cert = cert_from_pem(home.ca_cert.read_bytes())
+    authority = None
+    if home.ca_key.exists():
+        if key_is_encrypted(home.ca_key.read_bytes()) and not passphrase:
+            passphrase = ca_passphrase(
+                f"the passphrase of {home.ca_key} (empty: serve without enrolment)"
+            )
+        if passphrase or not key_is_encrypted(home.ca_key.read_bytes()):
+            authority = home.load_ca(passphrase)
+    if authority is None:
+        log.warning("event=ca_key_offline enrolment=refused signing=%s", home.signing_key.name)
+    problem = _signer_problem(home, ca_cert)
+    if problem is None:
+        signer = signer_from_pem(home.signing_key.read_bytes(), home.signing_cert.read_bytes())
+        if not _expires_soon(signer):
+            return CoordinatorKeys(ca_cert, signer, authority)
+        if authority is None:
+            log.warning(
+                "event=signing_key_expiring until=%s: run `fedpeer-coordinator signing-key rotate`",
+                f"{signer.cert.not_valid_after_utc:%Y-%m-%d}",
+            )
+            return CoordinatorKeys(ca_cert, signer, authority)
+    elif authority is None:
+        raise IdentityError(
+            f"{problem}: run `fedpeer-coordinator signing-key rotate` (it needs the CA key)"
+        )
+    return CoordinatorKeys(ca_cert, rotate_signer(home, authority), authority)

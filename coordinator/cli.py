@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from rich.table import Column, Table
 
-from coordinator import cli_rounds
+from coordinator import cli_keys, cli_rounds
 from coordinator.admin_client import AdminClient, recorded_address, rows_frame
 from coordinator.backup import backup, restore
 from coordinator.ca import CA_PASSPHRASE_ENV, CoordinatorHome, ca_passphrase, init_home
@@ -524,6 +524,7 @@ def issue_into(
 
 
 cli_rounds.register(round_app, _admin_call, HOME, COORDINATOR)
+cli_keys.register(app, HOME)
 from coordinator import cli_submissions  # noqa: E402, F401  (registers submission, admin)
 
 

@@ -20,12 +20,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from coordinator import rounds
+from coordinator.ca import CoordinatorKeys
 from coordinator.periodic import Periodic
 from coordinator.store import RoundSchedule, Store
 from fedpeer.collection import Round
 from fedpeer.dates import last_complete_month_end
 from fedpeer.errors import RoundError
-from fedpeer.identity import CertificateAuthority
 from fedpeer.policy import DisclosurePolicy
 
 log = logging.getLogger("fedpeer.coordinator")
@@ -47,7 +47,7 @@ def set_schedule(
 
 
 def start_scheduled(
-    store: Store, ca: CertificateAuthority, policy: DisclosurePolicy, now: dt.datetime
+    store: Store, ca: CoordinatorKeys, policy: DisclosurePolicy, now: dt.datetime
 ) -> Round | None:
     """The scheduled round for the month just ended, started now if it is due; else None."""
     schedule = store.round_schedule(MONTH_END)
@@ -62,7 +62,7 @@ def start_scheduled(
         return None  # a new schedule: its first round is at the next month end
     return rounds.start_round(
         store,
-        ca,
+        ca.signer,
         due,
         rounds.standard_definitions(),
         policy,
@@ -78,7 +78,7 @@ class RoundClock(Periodic):
     def __init__(
         self,
         store: Store,
-        ca: CertificateAuthority,
+        ca: CoordinatorKeys,
         policy: DisclosurePolicy,
         changed: Callable[[], Awaitable[None]],
         tick_seconds: float = 5.0,

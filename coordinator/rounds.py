@@ -1,6 +1,7 @@
 """The round lifecycle, as plain functions over the store: start, submit, refuse, close.
 
-The coordinator signs each round's manifest and each receipt with its CA key. Every
+The coordinator signs each round's manifest and each receipt with its signing key
+(``fedpeer.identity.SigningIdentity``), and each carries the signer's certificate. Every
 round carries the network's disclosure policy; no round sets its own. A release is
 verified and checked (``coordinator.release_check``) before it is stored, and its
 receipt names the SHA-256 of exactly the bytes the practice signed.
@@ -15,9 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from cryptography import x509
 
+from coordinator.ca import CaKeyOffline, CoordinatorKeys
 from coordinator.comparison_store import record_comparison
 from coordinator.plausibility import check_plausible
 from coordinator.release_check import check_document, verified_document
@@ -35,7 +38,7 @@ from fedpeer.collection import (
 from fedpeer.dates import reference_date_problem
 from fedpeer.definitions import load_round_set, serialize
 from fedpeer.errors import RoundError
-from fedpeer.identity import CertificateAuthority
+from fedpeer.identity import CertificateAuthority, SigningIdentity
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.signing import sign
 
@@ -64,7 +67,7 @@ def standard_definitions() -> list[DefinitionDocument]:
 
 def start_round(
     store: Store,
-    ca: CertificateAuthority,
+    signer: SigningIdentity,
     as_of: dt.date,
     definitions: Iterable[DefinitionDocument] = (),
     policy: DisclosurePolicy | None = None,
@@ -93,7 +96,7 @@ def start_round(
     ids = [d.id for d in unsigned.definitions]
     if len(set(ids)) != len(ids):
         raise RoundError("a round names each indicator definition once")
-    signed = Round(**{**unsigned.__dict__, "signature": sign(ca.key, unsigned.manifest())})
+    signed = Round(**{**unsigned.__dict__, **_signed(signer, unsigned.manifest())})
     store.add_round(signed, now)
     return signed
 
@@ -106,8 +109,32 @@ def _check_deadline(round_: Round, now: dt.datetime) -> None:
         )
 
 
+def _signed(signer: SigningIdentity, document: object) -> dict[str, bytes]:
+    return {"signature": sign(signer.key, document), "signer_certificate": signer.certificate_der}
+
+
+def ca_for_old_agents(ca: CoordinatorKeys) -> CertificateAuthority:
+    """The CA, to sign for an agent before 0.3.0; CaKeyOffline telling it to upgrade.
+
+    Such an agent checks rounds and receipts against the CA key it pinned, so it is
+    served while the CA key is online and told to upgrade while it is not.
+    """
+    if ca.authority is None:
+        raise CaKeyOffline(
+            "this agent checks rounds and receipts against the CA key, which this coordinator"
+            " keeps offline: upgrade the agent (fedpeer 0.3.0 or newer)"
+        )
+    return ca.authority
+
+
+def signed_by_ca(item: Round | Receipt, authority: CertificateAuthority) -> Round | Receipt:
+    """``item`` signed by the CA key itself, with no signer certificate (agents before 0.3.0)."""
+    document = item.manifest() if isinstance(item, Round) else item.document()
+    return replace(item, signature=sign(authority.key, document), signer_certificate=b"")
+
+
 def prepare_release(
-    ca: CertificateAuthority,
+    signer: SigningIdentity,
     practice_id: str,
     sender: x509.Certificate,
     round_: Round,
@@ -128,13 +155,13 @@ def prepare_release(
         received_at=isoformat_z(now),
         content_sha256=signed.digest,
     )
-    receipt = Receipt(**{**unsigned.__dict__, "signature": sign(ca.key, unsigned.document())})
+    receipt = Receipt(**{**unsigned.__dict__, **_signed(signer, unsigned.document())})
     return PendingSubmission(receipt, signed, document, now)
 
 
 def submit(
     store: Store,
-    ca: CertificateAuthority,
+    signer: SigningIdentity,
     practice_id: str,
     sender: x509.Certificate,
     round_id: str,
@@ -142,7 +169,7 @@ def submit(
     check: DocumentCheck | None = check_document,
 ) -> Receipt:
     """Verify, check and store a signed release; the signed receipt of record, after the commit."""
-    pending = prepare_release(ca, practice_id, sender, store.round(round_id), signed, check)
+    pending = prepare_release(signer, practice_id, sender, store.round(round_id), signed, check)
     return store.record_submission(
         pending.receipt, pending.signed, pending.document, pending.received_at
     )

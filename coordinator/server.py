@@ -28,7 +28,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from coordinator.announce import round_listener
-from coordinator.ca import CoordinatorHome
+from coordinator.ca import CoordinatorHome, CoordinatorKeys, load_keys
 from coordinator.group_commit import GroupCommit
 from coordinator.metrics import CoordinatorMetrics, MetricsInterceptor, MetricsServer
 from coordinator.release_check import check_document
@@ -50,7 +50,7 @@ from fedpeer.channel import (
     server_options,
 )
 from fedpeer.errors import StoreError
-from fedpeer.identity import CertificateAuthority, cert_from_pem, subject_of
+from fedpeer.identity import cert_from_pem, subject_of
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.v1 import admin_pb2_grpc, agent_pb2_grpc, enrolment_pb2_grpc
 
@@ -91,7 +91,7 @@ class RunningCoordinator:
     port: int
     enrol_port: int
     store: Store
-    ca: CertificateAuthority
+    ca: CoordinatorKeys
     home: CoordinatorHome
     _servers: list[grpc.aio.Server] = field(default_factory=list, repr=False)
     _health: health.aio.HealthServicer | None = field(default=None, repr=False)
@@ -157,7 +157,7 @@ async def start_coordinator(
     ``round_clock_now`` is the round clock's time (the real one when None): a test's seam.
     """
     home = CoordinatorHome(config.home)
-    ca = home.load_ca()
+    ca = load_keys(home)  # the CA key only when it can be opened: see ``ca.load_keys``
     store = Store(config.db_url or home.database)
     key_pem = home.server_key.read_bytes()
     # Send the CA with the leaf: an enrolling agent finds it in the handshake and checks it

@@ -392,6 +392,7 @@ class Store:
                     state=RoundState.OPEN.value,
                     policy_json=json.dumps(round_.policy.to_data(), sort_keys=True),
                     signature=round_.signature,
+                    signer_certificate=round_.signer_certificate,
                     created_at_text=round_.created_at,
                     deadline_text=round_.deadline,
                     deadline=round_.deadline_at,
@@ -679,6 +680,7 @@ class Store:
                         "received_at_text": p.receipt.received_at,
                         "received_at": p.received_at,
                         "receipt_signature": p.receipt.signature,
+                        "receipt_signer_certificate": p.receipt.signer_certificate,
                         "document": p.signed.document,
                         "signature": p.signed.signature,
                     }
@@ -875,6 +877,7 @@ def _stored_receipt(row: sa.Row[Any]) -> Receipt:
         received_at=row.received_at_text,
         content_sha256=row.content_sha256,
         signature=row.receipt_signature,
+        signer_certificate=bytes(row.receipt_signer_certificate),
     )
 
 
@@ -897,6 +900,7 @@ def _round(row: sa.Row[Any], docs: list[sa.Row[Any]]) -> Round:
         definitions=tuple(DefinitionDocument(d.indicator_id, d.content_hash, d.body) for d in docs),
         created_at=row.created_at_text,
         signature=row.signature,
+        signer_certificate=bytes(row.signer_certificate),
         deadline=row.deadline_text,
         quorum=int(row.quorum),
     )

@@ -39,6 +39,8 @@ rounds = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("policy_json", sa.Text, nullable=False),
     sa.Column("signature", sa.LargeBinary, nullable=False),
+    # DER certificate of the signing key that made ``signature`` ("" : the CA key).
+    sa.Column("signer_certificate", sa.LargeBinary, nullable=False, server_default=""),
     sa.Column("created_at_text", sa.String(40), nullable=False),
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("closed_at", _TS),
@@ -85,6 +87,8 @@ submissions = sa.Table(
     sa.Column("received_at_text", sa.String(40), nullable=False),
     sa.Column("received_at", _TS, nullable=False),
     sa.Column("receipt_signature", sa.LargeBinary, nullable=False),
+    # Kept with each receipt, so a receipt signed before a rotation still verifies.
+    sa.Column("receipt_signer_certificate", sa.LargeBinary, nullable=False, server_default=""),
     # The practice's release document, byte for byte as signed, and its signature.
     sa.Column("document", sa.LargeBinary, nullable=False, server_default=""),
     sa.Column("signature", sa.LargeBinary, nullable=False, server_default=""),

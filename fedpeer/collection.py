@@ -71,6 +71,7 @@ class Round:
     # practices must submit for the round to count (0 for no quorum).
     deadline: str = ""
     quorum: int = 0
+    signer_certificate: bytes = b""  # DER; who made ``signature`` (empty: the CA key)
 
     def manifest(self) -> dict[str, object]:
         """The canonical document the coordinator signs."""
@@ -256,6 +257,7 @@ class Receipt:
     received_at: str
     content_sha256: str
     signature: bytes = b""
+    signer_certificate: bytes = b""  # DER; who made ``signature`` (empty: the CA key)
 
     def document(self) -> dict[str, object]:
         """The canonical document the coordinator signs."""

@@ -5,6 +5,11 @@ makes its own key and sends only a CSR; the key never leaves the practice. When 
 issues a practice certificate it sets the subject itself (CN = practice id,
 OU = ``practice``) and ignores whatever subject the CSR asked for, so a practice cannot
 name itself another practice.
+
+Rounds and receipts are signed not by the CA key but by a *signing key* (Ed25519) with a
+short certificate from the CA marked only for that (``SIGNER_USAGE``, key usage
+digitalSignature), so the CA key can stay encrypted or offline while the coordinator
+runs; an agent checks a signer's certificate with ``verify_signer``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedpeer.errors import EnrolmentError, IdentityError
@@ -27,11 +32,16 @@ ROLE_PRACTICE = "practice"
 ROLE_ADMIN = "admin"
 ROLE_ANALYST = "analyst"  # reads the pooled results of the studies it owns, nothing else
 ROLE_COORDINATOR = "coordinator"
+ROLE_SIGNER = "signer"  # signs rounds and receipts; never a TLS identity
 ORGANISATION = "fedpeer"
 TOKEN_PREFIX = "fp1"
 DEFAULT_HOSTS = ("127.0.0.1", "::1", "localhost")
 CA_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=825)
+SIGNER_VALIDITY = dt.timedelta(days=180)  # short: rotated with the CA key at hand
+# The extended key usage that marks a fedpeer round-and-receipt signer: an OID under
+# 2.25 (a UUID, ITU-T X.667), so it needs no registration and clashes with nothing.
+SIGNER_USAGE = x509.ObjectIdentifier("2.25.268514056781564832735574442271988026391")
 _CLOCK_SKEW = dt.timedelta(minutes=5)  # tolerate agents whose clocks run a little behind
 
 
@@ -40,7 +50,9 @@ def generate_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def key_to_pem(key: ec.EllipticCurvePrivateKey, passphrase: bytes | None = None) -> bytes:
+def key_to_pem(
+    key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey, passphrase: bytes | None = None
+) -> bytes:
     """The PKCS#8 PEM of a private key; encrypted under ``passphrase`` when one is given."""
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)
@@ -124,6 +136,19 @@ def _now() -> dt.datetime:
 
 
 @dataclass(frozen=True)
+class SigningIdentity:
+    """The coordinator's round-and-receipt signer: an Ed25519 key and its CA certificate."""
+
+    key: ed25519.Ed25519PrivateKey
+    cert: x509.Certificate
+
+    @property
+    def certificate_der(self) -> bytes:
+        """The certificate, DER, as rounds and receipts carry it."""
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+
+@dataclass(frozen=True)
 class CertificateAuthority:
     """The coordinator's CA: its key and self-signed root certificate."""
 
@@ -178,11 +203,12 @@ class CertificateAuthority:
 
     def _issue(
         self,
-        public_key: ec.EllipticCurvePublicKey,
+        public_key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey,
         subject: x509.Name,
         usage: x509.ObjectIdentifier,
         hosts: Iterable[str] = (),
         validity: dt.timedelta = LEAF_VALIDITY,
+        key_usage: x509.KeyUsage | None = None,
     ) -> x509.Certificate:
         now = _now()
         builder = (
@@ -194,12 +220,16 @@ class CertificateAuthority:
             .not_valid_before(now - _CLOCK_SKEW)
             .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=key_usage is not None)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,
             )
         )
+        if key_usage is not None:
+            # A certificate restricted to one purpose says so critically: whatever does not
+            # understand the restriction must refuse it rather than ignore it.
+            builder = builder.add_extension(key_usage, critical=True)
         names = [_general_name(h) for h in hosts]
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -237,6 +267,29 @@ class CertificateAuthority:
         )
         return key, cert
 
+    def issue_signer(self, validity: dt.timedelta = SIGNER_VALIDITY) -> SigningIdentity:
+        """A new Ed25519 signing key and its certificate: rounds and receipts, nothing else."""
+        key = ed25519.Ed25519PrivateKey.generate()
+        only_signing = x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=False,
+            crl_sign=False,
+            encipher_only=False,
+            decipher_only=False,
+        )
+        cert = self._issue(
+            key.public_key(),
+            _name("fedpeer round and receipt signer", ROLE_SIGNER),
+            SIGNER_USAGE,
+            validity=validity,
+            key_usage=only_signing,
+        )
+        return SigningIdentity(key, cert)
+
     def issue_practice(self, csr_pem: bytes | str, practice_id: str) -> x509.Certificate:
         """A practice certificate for the key in ``csr_pem``; the CA sets the subject."""
         data = csr_pem.encode() if isinstance(csr_pem, str) else csr_pem
@@ -269,6 +322,43 @@ def verify_issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> None:
     now = _now()
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise IdentityError("the certificate has expired or is not yet valid")
+
+
+def verify_signer(cert: x509.Certificate, ca_cert: x509.Certificate) -> ed25519.Ed25519PublicKey:
+    """The signer's key, once ``cert`` is shown to be ``ca_cert``'s round-and-receipt signer.
+
+    IdentityError, in words, when it is not: issued by another CA or by nobody, out of
+    date, a CA, not marked as the signer (a TLS certificate, say), or not an Ed25519 key.
+    """
+    try:
+        verify_issued_by(cert, ca_cert)
+    except IdentityError as exc:
+        raise IdentityError(f"the coordinator's signing certificate is refused: {exc}") from None
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        constraints, usages = None, None
+    if constraints is None or constraints.ca or usages is None or SIGNER_USAGE not in usages:
+        raise IdentityError(
+            "the coordinator's signing certificate is refused: it is not marked as the "
+            "fedpeer round-and-receipt signer (a TLS or other certificate cannot sign rounds)"
+        )
+    key = cert.public_key()
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise IdentityError("the coordinator's signing certificate does not hold an Ed25519 key")
+    return key
+
+
+def signer_from_pem(key_pem: bytes, cert_pem: bytes) -> SigningIdentity:
+    """A signing identity from its (unencrypted) PKCS#8 key and certificate PEM."""
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise IdentityError("the signing key is not a readable unencrypted PEM key") from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise IdentityError("the signing key is not an Ed25519 key")
+    return SigningIdentity(key, cert_from_pem(cert_pem))
 
 
 def _general_name(host: str) -> x509.GeneralName:

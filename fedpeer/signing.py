@@ -1,10 +1,14 @@
 """Signatures over canonical bytes: the coordinator's (rounds, receipts), a practice's (releases).
 
-Both sides sign with the ECDSA P-256 key behind their certificate: the coordinator with
-its CA key, so an agent checks rounds and receipts against the CA certificate it pinned
-at enrolment; a practice with its own key, so the coordinator checks a release against
-the certificate of the channel it arrived on and nobody can pass one practice's
-answer off as another's. Documents are canonical JSON (``fedpeer.canonical``).
+A practice signs with the ECDSA P-256 key behind its certificate, so the coordinator
+checks a release against the certificate of the channel it arrived on and nobody can
+pass one practice's answer off as another's. The coordinator signs rounds and receipts
+with its Ed25519 *signing key* and sends the signer's certificate with each; an agent
+checks that certificate against the CA it pinned at enrolment (``verify``), so the CA
+key itself can stay encrypted or offline. Coordinators before signing keys signed with
+the CA key and sent no certificate; ``verify`` accepts that too (the CA key can certify
+any signer, so accepting its own signature gives nothing away). Documents are canonical
+JSON (``fedpeer.canonical``).
 """
 
 from __future__ import annotations
@@ -14,33 +18,70 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from fedpeer.canonical import canonical_json
+from fedpeer.collection import Receipt, Round
 from fedpeer.errors import IdentityError
+from fedpeer.identity import verify_signer
+
+SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
-def sign_bytes(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
-    """An ECDSA SHA-256 signature over ``data``."""
+def sign_bytes(key: SigningKey, data: bytes) -> bytes:
+    """A signature over ``data``: Ed25519, or ECDSA SHA-256 for an EC key."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
     return key.sign(data, ec.ECDSA(hashes.SHA256()))
 
 
-def verify_bytes(cert: x509.Certificate, data: bytes, signature: bytes, whose: str) -> None:
-    """Raise IdentityError unless ``signature`` is by ``cert``'s key over ``data``."""
-    public_key = cert.public_key()
-    if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise IdentityError(f"{whose}'s key is not an EC key")
+def _check(public_key: Any, data: bytes, signature: bytes, whose: str) -> None:
     try:
-        public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        if isinstance(public_key, ed25519.Ed25519PublicKey):
+            public_key.verify(signature, data)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        else:
+            raise IdentityError(f"{whose}'s key is neither an EC nor an Ed25519 key")
     except InvalidSignature as exc:
         raise IdentityError(f"{whose}'s signature does not verify") from exc
 
 
-def sign(key: ec.EllipticCurvePrivateKey, document: Any) -> bytes:
-    """An ECDSA SHA-256 signature over the canonical form of ``document``."""
+def verify_bytes(cert: x509.Certificate, data: bytes, signature: bytes, whose: str) -> None:
+    """Raise IdentityError unless ``signature`` is by ``cert``'s key over ``data``."""
+    _check(cert.public_key(), data, signature, whose)
+
+
+def sign(key: SigningKey, document: Any) -> bytes:
+    """A signature over the canonical form of ``document``."""
     return sign_bytes(key, canonical_json(document))
 
 
-def verify(ca_cert: x509.Certificate, document: Any, signature: bytes) -> None:
-    """Raise IdentityError unless ``signature`` is the CA's over ``document``."""
-    verify_bytes(ca_cert, canonical_json(document), signature, "the coordinator")
+def verify(
+    ca_cert: x509.Certificate, document: Any, signature: bytes, signer_certificate: bytes = b""
+) -> None:
+    """Raise IdentityError unless ``signature`` is the coordinator's over ``document``.
+
+    The one check of a round's or a receipt's signature: by the signing key whose DER
+    certificate ``signer_certificate`` is, once that is shown to be ``ca_cert``'s signer
+    (``identity.verify_signer``); by the CA key itself when no certificate came.
+    """
+    data = canonical_json(document)
+    if not signer_certificate:
+        verify_bytes(ca_cert, data, signature, "the coordinator")
+        return
+    try:
+        signer = x509.load_der_x509_certificate(signer_certificate)
+    except ValueError:
+        raise IdentityError("the coordinator's signing certificate is not a certificate") from None
+    _check(verify_signer(signer, ca_cert), data, signature, "the coordinator's signing key")
+
+
+def verify_round(ca_cert: x509.Certificate, round_: Round) -> None:
+    """Raise IdentityError unless a round's manifest is signed by ``ca_cert``'s coordinator."""
+    verify(ca_cert, round_.manifest(), round_.signature, round_.signer_certificate)
+
+
+def verify_receipt(ca_cert: x509.Certificate, receipt: Receipt) -> None:
+    """Raise IdentityError unless a receipt is signed by ``ca_cert``'s coordinator."""
+    verify(ca_cert, receipt.document(), receipt.signature, receipt.signer_certificate)

@@ -115,6 +115,7 @@ def round_to_proto(round_: Round) -> common_pb2.Round:
         signature=round_.signature,
         deadline=round_.deadline,
         quorum=round_.quorum,
+        signer_certificate=round_.signer_certificate,
     )
 
 
@@ -129,6 +130,7 @@ def round_from_proto(message: common_pb2.Round) -> Round:
         signature=message.signature,
         deadline=message.deadline,
         quorum=message.quorum,
+        signer_certificate=message.signer_certificate,
     )
 
 
@@ -163,6 +165,7 @@ def receipt_to_proto(receipt: Receipt) -> common_pb2.Receipt:
         received_at=receipt.received_at,
         content_sha256=receipt.content_sha256,
         signature=receipt.signature,
+        signer_certificate=receipt.signer_certificate,
     )
 
 
@@ -175,4 +178,5 @@ def receipt_from_proto(message: common_pb2.Receipt) -> Receipt:
         received_at=message.received_at,
         content_sha256=message.content_sha256,
         signature=message.signature,
+        signer_certificate=message.signer_certificate,
     )

@@ -168,7 +168,7 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]
 
 def test_exclusions_and_admin_revocations_on_each_store(any_store: Store) -> None:
     site = Site.on(any_store, practices=2)
-    round_ = start_round(site.store, site.ca, AS_OF, DEFINITIONS)
+    round_ = start_round(site.store, site.ca.issue_signer(), AS_OF, DEFINITIONS)
     for practice, n in zip(site.practices, (40, 60), strict=True):
         site.send(practice, round_, _rows(n, 100))
     now = dt.datetime.now(dt.UTC)
@@ -207,7 +207,7 @@ class Site:
         pid, key, cert = practice
         data = document_for(pid, round_, rows).to_bytes()
         signed = SignedRelease(data, sign_bytes(key, data))
-        return submit(self.store, self.ca, pid, cert, round_.round_id, signed)
+        return submit(self.store, self.ca.issue_signer(), pid, cert, round_.round_id, signed)
 
     def _enrol(self, store: Store, practices: int) -> None:
         self.store = store
@@ -268,7 +268,7 @@ def _random_rows(numbers: tuple[int, int, int, int]) -> list[ResultRow]:
 def test_comparisons_build_from_whatever_was_accepted(
     site: Site, answers: list[tuple[int, int, int, int]]
 ) -> None:
-    round_ = start_round(site.store, site.ca, AS_OF, DEFINITIONS)
+    round_ = start_round(site.store, site.ca.issue_signer(), AS_OF, DEFINITIONS)
     for practice, numbers in zip(site.practices, answers, strict=False):
         try:
             site.send(practice, round_, _random_rows(numbers))

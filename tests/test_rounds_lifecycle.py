@@ -28,7 +28,7 @@ from fedpeer.channel import secure_channel
 from fedpeer.collection import Round
 from fedpeer.errors import RoundError
 from fedpeer.policy import DisclosurePolicy
-from fedpeer.signing import verify
+from fedpeer.signing import verify_round
 from fedpeer.v1 import agent_pb2_grpc
 
 runner = CliRunner()
@@ -118,7 +118,7 @@ async def test_the_deadline_is_signed_refuses_late_answers_and_closes_the_round(
             round_ = await adm.start_round(AS_OF, DEFINITIONS, deadline, quorum=3)
             # The agent checks the coordinator's signature over a manifest naming both.
             assert round_.deadline_at == deadline and round_.quorum == 3
-            verify(running.ca.cert, round_.manifest(), round_.signature)
+            verify_round(running.ca.cert, round_)
             on_time = await agents["D1"].run_once()
             assert [o.status for o in on_time] == ["submitted"]
             status = await adm.status(round_.round_id)

@@ -79,7 +79,7 @@ def _submit(
     )
     data = ReleaseDocument(pid, round_.round_id, round_.as_of, answers).to_bytes()
     signed = SignedRelease(data, sign_bytes(key, data))
-    return rounds.submit(store, ca, pid, cert, round_.round_id, signed, check=None)
+    return rounds.submit(store, ca.issue_signer(), pid, cert, round_.round_id, signed, check=None)
 
 
 def _rows(n: int) -> tuple[ResultRow, ...]:
@@ -122,14 +122,14 @@ def test_tokens_are_hashed_single_use_and_expire(store: Store, ca: CertificateAu
 
 def test_round_round_trips_with_definitions(store: Store, ca: CertificateAuthority) -> None:
     policy = DisclosurePolicy(threshold=10, rounding_base=10)
-    started = rounds.start_round(store, ca, AS_OF, DEFS, policy)
+    started = rounds.start_round(store, ca.issue_signer(), AS_OF, DEFS, policy)
     loaded = store.round(started.round_id)
     assert loaded == started
     assert store.open_round_ids() == [(started.round_id, AS_OF)]
     with pytest.raises(RoundError, match="month end"):
-        rounds.start_round(store, ca, dt.date(2026, 6, 15), DEFS)
+        rounds.start_round(store, ca.issue_signer(), dt.date(2026, 6, 15), DEFS)
     with pytest.raises(RoundError, match="not before the current month"):
-        rounds.start_round(store, ca, dt.date(2099, 6, 30), DEFS)
+        rounds.start_round(store, ca.issue_signer(), dt.date(2099, 6, 30), DEFS)
     with pytest.raises(UnknownRound):
         store.round("nope")
 
@@ -137,7 +137,7 @@ def test_round_round_trips_with_definitions(store: Store, ca: CertificateAuthori
 def test_submissions_idempotent_conflicting_closed(store: Store, ca: CertificateAuthority) -> None:
     p1 = _enrol(store, ca, "P1")
     p2 = _enrol(store, ca, "P2", "South")
-    round_ = rounds.start_round(store, ca, AS_OF, DEFS)
+    round_ = rounds.start_round(store, ca.issue_signer(), AS_OF, DEFS)
     first = _submit(store, ca, "P1", p1, round_, 40)
     assert _submit(store, ca, "P1", p1, round_, 40) == first
     with pytest.raises(SubmissionConflict):
@@ -162,7 +162,7 @@ def test_a_release_signed_by_another_practice_is_refused(
 ) -> None:
     p1 = _enrol(store, ca, "P1")
     p2 = _enrol(store, ca, "P2")
-    round_ = rounds.start_round(store, ca, AS_OF, DEFS)
+    round_ = rounds.start_round(store, ca.issue_signer(), AS_OF, DEFS)
     # P1's key and document, arriving on P2's channel (P2's certificate).
     with pytest.raises(IdentityError, match="signature does not verify"):
         _submit(store, ca, "P2", (p1[0], p2[1]), round_, 40)
@@ -178,13 +178,15 @@ def _submit_named(
     key, cert = keyed
     data = ReleaseDocument(named, round_.round_id, round_.as_of, ()).to_bytes()
     signed = SignedRelease(data, sign_bytes(key, data))
-    return rounds.submit(store, ca, sender, cert, round_.round_id, signed, check=None)
+    return rounds.submit(
+        store, ca.issue_signer(), sender, cert, round_.round_id, signed, check=None
+    )
 
 
 def test_released_rows_frame(store: Store, ca: CertificateAuthority) -> None:
     keys = {pid: _enrol(store, ca, pid, loc) for pid, loc in (("P1", "North"), ("P2", "South"))}
     _enrol(store, ca, "P3", "South")
-    round_ = rounds.start_round(store, ca, AS_OF, DEFS)
+    round_ = rounds.start_round(store, ca.issue_signer(), AS_OF, DEFS)
     for pid, n in (("P2", 50), ("P1", 40)):
         _submit(store, ca, pid, keys[pid], round_, n)
     rounds.refuse(store, "P3", round_.round_id, "no extract this month")
@@ -214,7 +216,7 @@ def test_revoked_practices_leave_the_pending_list(store: Store, ca: CertificateA
     _enrol(store, ca, "P2")
     store.revoke_practice("P2")
     assert [p.revoked for p in store.list_practices()] == [False, True]
-    round_ = rounds.start_round(store, ca, AS_OF, DEFS)
+    round_ = rounds.start_round(store, ca.issue_signer(), AS_OF, DEFS)
     assert [p.practice_id for p in store.round_status(round_.round_id).practices] == ["P1"]
 
 
@@ -228,7 +230,7 @@ def test_migrations_build_exactly_the_declared_schema(store: Store) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert diff == []
-    assert version == "0006"
+    assert version == "0007"
 
 
 def test_a_store_of_the_first_schema_upgrades_with_its_rounds(tmp_path: Path) -> None:

@@ -414,7 +414,7 @@ async def test_only_the_owner_reads_results_as_a_dataframe_csv_and_parquet(
     await net.poll()
     await net.admin.close_study(study_id)
     assert (await net.until(study_id, {"published", "failed"}))[0] == "published"
-    ca = net.running.ca
+    ca = net.running.ca.issuer()
     clients = {}
     for name in (OWNER, "Someone Else"):
         key, cert = ca.issue_analyst(name)

@@ -26,7 +26,7 @@ from fedpeer.channel import secure_channel
 from fedpeer.collection import RoundClosed, SubmissionConflict, UnknownRound
 from fedpeer.identity import CertificateAuthority, generate_key, key_to_pem, make_csr
 from fedpeer.release import ResultRow
-from fedpeer.signing import verify
+from fedpeer.signing import verify_receipt
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc
 
 PRACTICES = 200
@@ -89,7 +89,7 @@ async def test_concurrent_submissions_stored_once(tmp_path: Path, db_url: str | 
                 refused.setdefault(i, []).append(answer.code())
                 continue
             receipt = wire.receipt_from_proto(answer)
-            verify(identities[i].ca_cert, receipt.document(), receipt.signature)
+            verify_receipt(identities[i].ca_cert, receipt)
             assert receipt.practice_id == identities[i].practice_id
             receipts.setdefault(i, []).append(receipt)
 
@@ -118,15 +118,15 @@ def test_a_batch_is_judged_item_by_item(tmp_path: Path) -> None:
         token, _ = create_token(store, ca.cert, pid, f"Practice {pid}", "North")
         key = generate_key()
         keys[pid] = key, ca_enrol(store, ca, token, make_csr(key).decode())[1]
-    round_ = rounds.start_round(store, ca, AS_OF, DEFINITIONS)
-    closed = rounds.start_round(store, ca, AS_OF, DEFINITIONS)
+    round_ = rounds.start_round(store, ca.issue_signer(), AS_OF, DEFINITIONS)
+    closed = rounds.start_round(store, ca.issue_signer(), AS_OF, DEFINITIONS)
     rounds.close_round(store, closed.round_id)
 
     def pending(pid: str, rows: list[ResultRow], round_id: str | None = None):
         key, cert = keys[pid]
         ident = AgentIdentity(pid, "", key_to_pem(key), b"", ca.cert_pem)
         signed = wire.release_from_proto(signed_request(ident, round_, rows))
-        ready = rounds.prepare_release(ca, pid, cert, round_, signed, None)
+        ready = rounds.prepare_release(ca.issue_signer(), pid, cert, round_, signed, None)
         if round_id is None:
             return ready
         return dataclasses.replace(

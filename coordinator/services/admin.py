@@ -11,6 +11,7 @@ import pandas as pd
 
 from coordinator import ca as enrolment
 from coordinator import round_clock, rounds
+from coordinator.ca import CoordinatorKeys
 from coordinator.round_states import RoundState
 from coordinator.services import domain_errors
 from coordinator.services.agent import RoundAnnouncer
@@ -21,7 +22,6 @@ from coordinator.studies import StudyBook
 from fedpeer import wire
 from fedpeer.collection import parse_instant
 from fedpeer.errors import PolicyError, RoundError
-from fedpeer.identity import CertificateAuthority
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow
 from fedpeer.v1 import admin_pb2, admin_pb2_grpc, common_pb2
@@ -97,7 +97,7 @@ class AdminServicer(AdminStudyMethods, AdminOversightMethods, admin_pb2_grpc.Adm
     def __init__(
         self,
         store: Store,
-        ca: CertificateAuthority,
+        ca: CoordinatorKeys,
         announcer: RoundAnnouncer,
         network_policy: DisclosurePolicy,
         studies: StudyBook,
@@ -179,7 +179,7 @@ class AdminServicer(AdminStudyMethods, AdminOversightMethods, admin_pb2_grpc.Adm
         round_ = await asyncio.to_thread(
             rounds.start_round,
             self._store,
-            self._ca,
+            self._ca.signer,
             as_of,
             definitions,
             self._network_policy,

@@ -13,6 +13,7 @@ import grpc
 from coordinator import rounds
 from coordinator.announce import RoundListener
 from coordinator.background import stop_task
+from coordinator.ca import CoordinatorKeys
 from coordinator.group_commit import GroupCommit
 from coordinator.services import domain_errors, transient
 from coordinator.services.auth import (
@@ -22,10 +23,10 @@ from coordinator.services.auth import (
     enrolment_refusal,
 )
 from coordinator.services.studies import AgentStudyMethods
+from coordinator.services.version import knows_signer
 from coordinator.store import Store
 from coordinator.studies import StudyBook
 from fedpeer import wire
-from fedpeer.identity import CertificateAuthority
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 log = logging.getLogger("fedpeer.coordinator")
@@ -106,7 +107,7 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
     def __init__(
         self,
         store: Store,
-        ca: CertificateAuthority,
+        ca: CoordinatorKeys,
         announcer: RoundAnnouncer,
         studies: StudyBook,
         check: rounds.DocumentCheck | None = None,
@@ -168,6 +169,8 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
     ) -> common_pb2.Round:
         """The signed round."""
         round_ = await asyncio.to_thread(self._store.round, request.round_id)
+        if not knows_signer(context):
+            round_ = rounds.signed_by_ca(round_, rounds.ca_for_old_agents(self._ca))
         return wire.round_to_proto(round_)
 
     @domain_errors
@@ -176,13 +179,17 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
     ) -> common_pb2.Receipt:
         """Verify and store the practice's signed release; the receipt only after the commit."""
         practice_id, sender = calling_practice(), calling_certificate()
+        # Before anything is stored: an agent that cannot check this coordinator's receipt.
+        old = None if knows_signer(context) else rounds.ca_for_old_agents(self._ca)
         signed = wire.release_from_proto(request)
         round_ = self._store.cached_round(request.round_id) or await asyncio.to_thread(
             self._store.round, request.round_id
         )
         # CPU only (a signature checked, the release checked, a receipt signed): on the
         # event loop, as a hop to a thread and back would cost more than it takes.
-        pending = rounds.prepare_release(self._ca, practice_id, sender, round_, signed, self._check)
+        pending = rounds.prepare_release(
+            self._ca.signer, practice_id, sender, round_, signed, self._check
+        )
         receipt = await self._writer.record(pending)
         log.info(
             "event=submission practice=%s round=%s sha256=%s",
@@ -190,6 +197,8 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
             request.round_id,
             receipt.content_sha256[:16],
         )
+        if old is not None:  # stored as the signing key signed it; sent as the CA signs
+            receipt = rounds.signed_by_ca(receipt, old)
         return wire.receipt_to_proto(receipt)
 
     @domain_errors

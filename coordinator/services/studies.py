@@ -14,13 +14,14 @@ import logging
 import grpc
 
 from coordinator import studies
+from coordinator.ca import CoordinatorKeys
 from coordinator.periodic import Periodic
 from coordinator.services import domain_errors
 from coordinator.services.auth import calling_certificate, calling_peer, calling_practice
 from coordinator.studies import SignedStep, StudyBook, StudyRecord
 from fedpeer import wire
 from fedpeer.errors import IdentityError
-from fedpeer.identity import ROLE_ADMIN, CertificateAuthority
+from fedpeer.identity import ROLE_ADMIN
 from fedpeer.studies import StudyError
 from fedpeer.v1 import admin_pb2, admin_pb2_grpc, agent_pb2
 
@@ -135,7 +136,7 @@ class AdminStudyMethods:
     """Mixed into the Admin servicer: a study's life, for coordinators."""
 
     _studies: StudyBook
-    _ca: CertificateAuthority
+    _ca: CoordinatorKeys
     _step_seconds: float
 
     @domain_errors

@@ -22,6 +22,9 @@ from coordinator.services import before_call
 from fedpeer.channel import UPGRADE, VERSION_HEADER
 
 MINIMUM_AGENT_VERSION = "0.1.0"
+# The first agent that checks a signing key's certificate (issue 10); older ones check
+# rounds and receipts against the CA key itself, so they are sent CA signatures.
+SIGNER_AGENT_VERSION = "0.3.0"
 UNREPORTED = "0.1.0"  # the last version that did not say
 CHECKED_PREFIXES = ("/fedpeer.v1.Agent/", "/fedpeer.v1.Enrolment/")
 _RELEASE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
@@ -34,6 +37,14 @@ def release(version: str) -> tuple[int, int, int] | None:
         return None
     major, minor, micro = match.groups()
     return int(major), int(minor), int(micro or 0)
+
+
+def knows_signer(context: grpc.aio.ServicerContext) -> bool:
+    """True when the calling agent checks a signing key's certificate (0.3.0 or newer)."""
+    metadata = context.invocation_metadata() or ()
+    reported = next((value for key, value in metadata if key == VERSION_HEADER), UNREPORTED)
+    have, needed = release(str(reported)), release(SIGNER_AGENT_VERSION)
+    return have is not None and needed is not None and have >= needed
 
 
 def refusal(reported: str | None, minimum: str) -> str | None:

@@ -177,6 +177,7 @@ class Round(_message.Message):
     SIGNATURE_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
     QUORUM_FIELD_NUMBER: _builtins.int
+    SIGNER_CERTIFICATE_FIELD_NUMBER: _builtins.int
     round_id: _builtins.str
     as_of: _builtins.str
     @_builtins.property
@@ -195,8 +196,9 @@ class Round(_message.Message):
 
     created_at: _builtins.str
     signature: _builtins.bytes
-    """ECDSA P-256 SHA-256 signature by the coordinator CA over the canonical manifest
-    (fedpeer.collection.Round.manifest).
+    """Signature over the canonical manifest (fedpeer.collection.Round.manifest): Ed25519 by
+    the coordinator's signing key when signer_certificate is set, else ECDSA P-256
+    SHA-256 by its CA key.
     """
     deadline: _builtins.str
     """When the round stops taking answers (ISO 8601 UTC with a Z); empty for none. Part of
@@ -205,6 +207,11 @@ class Round(_message.Message):
     quorum: _builtins.int
     """How many practices must submit for the round to count; 0 for no quorum. Signed when
     set.
+    """
+    signer_certificate: _builtins.bytes
+    """DER certificate of the coordinator's Ed25519 signing key, issued by its CA and marked
+    as the round-and-receipt signer; `signature` is then that key's. Empty from
+    coordinators that sign with the CA key itself.
     """
     @_builtins.property
     def policy(self) -> Global___DisclosurePolicy: ...
@@ -222,10 +229,11 @@ class Round(_message.Message):
         signature: _builtins.bytes = ...,
         deadline: _builtins.str = ...,
         quorum: _builtins.int = ...,
+        signer_certificate: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "created_at", b"created_at", "deadline", b"deadline", "definitions", b"definitions", "policy", b"policy", "quorum", b"quorum", "round_id", b"round_id", "signature", b"signature", "standard", b"standard"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "created_at", b"created_at", "deadline", b"deadline", "definitions", b"definitions", "policy", b"policy", "quorum", b"quorum", "round_id", b"round_id", "signature", b"signature", "signer_certificate", b"signer_certificate", "standard", b"standard"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -243,6 +251,7 @@ class Receipt(_message.Message):
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
     CONTENT_SHA256_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    SIGNER_CERTIFICATE_FIELD_NUMBER: _builtins.int
     submission_id: _builtins.str
     round_id: _builtins.str
     practice_id: _builtins.str
@@ -250,7 +259,11 @@ class Receipt(_message.Message):
     content_sha256: _builtins.str
     """sha256 hex of the release document's bytes"""
     signature: _builtins.bytes
-    """Signature by the coordinator CA over the canonical receipt (fedpeer.collection)."""
+    """Signature by the coordinator over the canonical receipt (fedpeer.collection): by its
+    signing key when signer_certificate is set, else by its CA key.
+    """
+    signer_certificate: _builtins.bytes
+    """DER certificate of the signing key, as in Round.signer_certificate."""
     def __init__(
         self,
         *,
@@ -260,10 +273,11 @@ class Receipt(_message.Message):
         received_at: _builtins.str = ...,
         content_sha256: _builtins.str = ...,
         signature: _builtins.bytes = ...,
+        signer_certificate: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_sha256", b"content_sha256", "practice_id", b"practice_id", "received_at", b"received_at", "round_id", b"round_id", "signature", b"signature", "submission_id", b"submission_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_sha256", b"content_sha256", "practice_id", b"practice_id", "received_at", b"received_at", "round_id", b"round_id", "signature", b"signature", "signer_certificate", b"signer_certificate", "submission_id", b"submission_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
