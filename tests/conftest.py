@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from coordinator.store import Store
+
 POSTGRES_URL = os.environ.get(
     "FEDPEER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -94,3 +96,17 @@ def served(tmp_path: Path) -> Iterator[Path]:
 
     with serving(init_home(tmp_path / "coord")) as running:
         yield running.home
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    """Each store in turn: None for the SQLite file in a coordinator's home, else PostgreSQL."""
+    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(db_url: str | None, tmp_path: Path) -> Iterator[Store]:
+    """An open coordinator store of each kind in turn (SQLite in ``tmp_path``, PostgreSQL)."""
+    opened = Store(db_url or tmp_path / "store.sqlite")
+    yield opened
+    opened.close()

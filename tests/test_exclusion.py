@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -155,19 +154,8 @@ async def test_an_excluded_submission_leaves_the_comparison_and_comes_back(
 # -- the same on each kind of store -----------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        target: str | Path = tmp_path / "store.sqlite"
-    else:
-        target = request.getfixturevalue("postgres_url")
-    store = Store(target)
-    yield store
-    store.close()
-
-
-def test_exclusions_and_admin_revocations_on_each_store(any_store: Store) -> None:
-    site = Site.on(any_store, practices=2)
+def test_exclusions_and_admin_revocations_on_each_store(store: Store) -> None:
+    site = Site.on(store, practices=2)
     round_ = start_round(site.store, site.ca.issue_signer(), AS_OF, DEFINITIONS)
     for practice, n in zip(site.practices, (40, 60), strict=True):
         site.send(practice, round_, _rows(n, 100))

@@ -21,12 +21,6 @@ from coordinator.tables import comparison_indicators, comparison_values
 from fedpeer.errors import RoundError
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str | None:
-    """None for the SQLite file in the coordinator's home, else a PostgreSQL URL."""
-    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-
-
 async def test_closing_stores_the_comparison_and_trends_follow_the_definition(
     tmp_path: Path, db_url: str | None
 ) -> None:

@@ -34,12 +34,6 @@ from fedpeer.v1 import agent_pb2_grpc
 runner = CliRunner()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str | None:
-    """None for the SQLite file in the coordinator's home, else a PostgreSQL URL."""
-    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-
-
 async def _start(home: Path, db_url: str | None) -> RunningCoordinator:
     init_home(home)
     config = CoordinatorConfig(

@@ -38,12 +38,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str | None:
-    """None for the SQLite file in the coordinator's home, else a PostgreSQL URL."""
-    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-
-
 async def _settle(seconds: float = 1.0) -> None:
     await asyncio.sleep(seconds)  # several ticks of the round clock (every 0.1 s)
 

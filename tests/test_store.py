@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -44,17 +43,6 @@ NOW = dt.datetime(2026, 7, 1, 9, 0, tzinfo=dt.UTC)
 @pytest.fixture(scope="module")
 def ca() -> CertificateAuthority:
     return CertificateAuthority.create()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        target: str | Path = tmp_path / "store.sqlite"
-    else:
-        target = request.getfixturevalue("postgres_url")
-    s = Store(target)
-    yield s
-    s.close()
 
 
 Keyed = tuple[ec.EllipticCurvePrivateKey, x509.Certificate]

@@ -34,12 +34,6 @@ RESENT = range(0, 50)  # these send the same content twice at once
 CHANGED = range(50, 60)  # these send two different contents at once
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str | None:
-    """None for the SQLite file in the coordinator's home, else a PostgreSQL URL."""
-    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-
-
 def other_rows(practice_id: str) -> list[ResultRow]:
     """Rows that differ from ``rows_for`` in one count (still on the rounding grid)."""
     first, *rest = rows_for(practice_id)
