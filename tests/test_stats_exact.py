@@ -125,6 +125,24 @@ def test_garwood_agrees_with_chi2() -> None:
             assert close(low, want_low) and close(high, stats.chi2.ppf(0.975, 2 * x + 2) / 2 / n)
 
 
+def test_garwood_quantiles_give_funnelplotr_published_poisson_limits() -> None:
+    # FunnelPlotR's own numbers (nhs-r-community/FunnelPlotR,
+    # tests/testthat/test-poisson_limits.R): limits of a standardised ratio about a target
+    # of 1 at expected counts 15, 20 and 30, printed to 7 significant digits. They are
+    # Garwood's chi-square quantiles at x = E, divided by E: chi2(p; 2E) / 2E below and
+    # chi2(1 - p; 2E + 2) / 2E above, which is S16's formula at 95% and the same
+    # quantiles at 99.8%.
+    published = {
+        15: (0.5596924, 1.649348, 0.3862650, 2.082907),
+        20: (0.6108260, 1.544419, 0.4479107, 1.902094),
+        30: (0.6746958, 1.427562, 0.5289724, 1.702771),
+    }
+    for e, (low95, high95, low998, high998) in published.items():
+        assert garwood(e, e) == pytest.approx((low95, high95), abs=5e-7)
+        assert gamma_quantile(e, 0.001) / e == pytest.approx(low998, abs=5e-8)
+        assert gamma_quantile(e + 1, 0.999) / e == pytest.approx(high998, abs=5e-7)
+
+
 def test_indirect_standardisation_exact_below_ten_and_byar_from_ten() -> None:
     # Two bands (say under 65 and 65+): pooled band rates, E = sum n_k r_k, O / E.
     num = np.array([[2.0, 5.0], [30.0, 60.0], [8.0, 0.0]])
