@@ -56,7 +56,7 @@ from fedpeer.identity import (
     subject_of,
     verify_issued_by,
 )
-from fedpeer.signing import sign_bytes, verify_bytes
+from fedpeer.signing import sign_bytes, verify_bytes, verify_signed
 from fedpeer.studies import (
     STEP_FOR,
     Membership,
@@ -289,7 +289,8 @@ class StudyWorker:
         listing: agent_pb2.StudyListing,
     ) -> None:
         ca_cert = identity.ca_cert
-        verify_bytes(ca_cert, listing.study, listing.signature, "the coordinator")
+        # As a round's: by the signing key this CA certified (or the CA key itself).
+        verify_signed(ca_cert, listing.study, listing.signature, listing.signer_certificate)
         study = Study.from_bytes(listing.study)
         local = book.get(study.study_id) or book.add(study, *self._first_decision(study))
         if local.study.to_bytes() != study.to_bytes():

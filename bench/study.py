@@ -126,7 +126,7 @@ def run(size: int, dropout: float) -> dict[str, float]:
             )
         record = studies.create_study(
             book,
-            ca,
+            ca.issue_signer(),
             owner="bench",
             title="Twelve indicators",
             purpose="Benchmark",

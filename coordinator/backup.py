@@ -8,9 +8,12 @@ A backup is one gzip-compressed tar file (mode 0600) holding:
   taken while the coordinator serves is consistent; or ``store.pgdump``: a PostgreSQL
   store's schema as ``pg_dump --format=custom`` writes it (one consistent snapshot),
   which ``pg_restore`` reads by hand too;
-- with ``--with-keys`` only, ``home/``: the home's CA key and certificate, the server and
-  admin keys and certificates, and ``network.toml``. Without it the CA key is not in the
-  backup and must be kept separately (see docs/operations.md).
+- with ``--with-keys`` only, ``home/``: the home's CA key and certificate, the server,
+  admin and signing keys and certificates, and ``network.toml``. Without it the CA key
+  is not in the backup and must be kept separately (see docs/operations.md). A CA key
+  encrypted in the home goes in as it is; one kept offline (not in the home) is left
+  out, and the manifest's ``ca_key`` says which (``coordinator.ca.CaKeyState``): the
+  home restored from it serves with its signing key, the CA key still offline.
 
 Restoring refuses to overwrite a store that holds data unless forced, refuses a backup
 whose schema is newer than this version knows, and upgrades an older one.
@@ -37,7 +40,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from coordinator.ca import CoordinatorHome
+from coordinator.ca import CaKeyState, CoordinatorHome
 from coordinator.store import MIGRATIONS, database_url, upgrade
 from fedpeer.errors import StoreError
 from fedpeer.private_files import private_dir, write_private
@@ -47,8 +50,9 @@ MANIFEST = "backup.json"
 SQLITE_MEMBER = "store.sqlite"
 PGDUMP_MEMBER = "store.pgdump"
 HOME_PREFIX = "home/"
-HOME_FILES = ("ca.key", "ca.crt", "server.key", "server.crt", "admin.key", "admin.crt")
-OPTIONAL_HOME_FILES = ("network.toml", "signing.key", "signing.crt")  # signer: issue 10
+HOME_FILES = ("ca.crt", "server.key", "server.crt", "admin.key", "admin.crt")
+# The CA key may be kept offline, and homes from before signing keys have none (issue 10).
+OPTIONAL_HOME_FILES = ("ca.key", "network.toml", "signing.key", "signing.crt")
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
 
@@ -61,6 +65,7 @@ class Manifest:
     created_at: str
     schema: str | None = None  # PostgreSQL: the schema it was taken from
     home_files: tuple[str, ...] = ()
+    ca_key: CaKeyState | None = None  # with the keys: the CA key as it was; else None
     format: str = FORMAT
 
     def to_bytes(self) -> bytes:
@@ -71,6 +76,7 @@ class Manifest:
             "revision": self.revision,
             "schema": self.schema,
             "home_files": list(self.home_files),
+            "ca_key": None if self.ca_key is None else self.ca_key.value,
         }
         return json.dumps(data, indent=2, sort_keys=True).encode("utf-8") + b"\n"
 
@@ -86,6 +92,7 @@ class Manifest:
                 created_at=str(raw["created_at"]),
                 schema=raw.get("schema"),
                 home_files=tuple(raw.get("home_files") or ()),
+                ca_key=None if raw.get("ca_key") is None else CaKeyState(raw["ca_key"]),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise StoreError(f"{source}: its {MANIFEST} is not a fedpeer backup manifest") from None
@@ -98,7 +105,8 @@ class Restored:
     manifest: Manifest
     revision: str  # the schema revision the store is at now
     home_files: tuple[str, ...]  # key and certificate files written into the home
-    home_has_ca: bool
+    ca_key: CaKeyState  # the restored home's CA key
+    has_signer: bool  # the restored home holds a signing key (it serves without the CA key)
 
 
 # -- where the store is -----------------------------------------------------------------
@@ -505,6 +513,7 @@ def backup(
     url = store_url(home, db_url)
     kind = _kind(url)
     home_files: list[tuple[str, Path]] = []
+    ca_key = None
     if with_keys:
         for name in (*HOME_FILES, *OPTIONAL_HOME_FILES):
             path = home.root / name
@@ -512,6 +521,7 @@ def backup(
                 home_files.append((name, path))
             elif name in HOME_FILES:
                 raise StoreError(f"{home.root} holds no {name}: is it a coordinator home?")
+        ca_key = home.ca_key_state()  # an encrypted key goes in as it is; none when offline
     with tempfile.TemporaryDirectory(prefix="fedpeer-backup-") as scratch:
         if kind == "sqlite":
             path = _sqlite_path(url)
@@ -532,6 +542,7 @@ def backup(
             manifest.created_at,
             manifest.schema,
             tuple(name for name, _ in home_files),
+            ca_key,
         )
         with _private_output(out) as partial, tarfile.open(partial, "w:gz") as tar:
             _add_bytes(tar, MANIFEST, manifest.to_bytes())
@@ -550,12 +561,18 @@ def _restore_home(
     unknown = set(files) - {*HOME_FILES, *OPTIONAL_HOME_FILES}
     if unknown:
         raise StoreError(f"{source}: unexpected files in the backup: {', '.join(sorted(unknown))}")
+    same_ca = home.ca_cert.exists() and home.ca_cert.read_bytes() == files.get("ca.crt")
     if home.ca_cert.exists() and not force:
-        if home.ca_cert.read_bytes() == files.get("ca.crt"):
+        if same_ca:
             return ()  # the same CA is already here
         raise StoreError(
             f"{home.root} holds another CA than the backup's; restore into a new home, "
             "or replace its keys with --force"
+        )
+    if "ca.key" not in files and home.ca_key.exists() and not same_ca:
+        raise StoreError(
+            f"{home.ca_key} is another CA's key, and the backup (taken with the CA key "
+            "offline) holds none to replace it: move it away, then restore"
         )
     private_dir(home.root)
     for name, data in files.items():
@@ -611,4 +628,5 @@ def restore(
             revision = _revision(conn) or ""
     finally:
         engine.dispose()
-    return Restored(manifest, revision, home_files, home.ca_key.exists())
+    has_signer = home.signing_key.exists() and home.signing_cert.exists()
+    return Restored(manifest, revision, home_files, home.ca_key_state(), has_signer)

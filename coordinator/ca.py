@@ -17,10 +17,10 @@ import sys
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from coordinator.store import Store
 from fedpeer.errors import EnrolmentError, IdentityError, PolicyError, StoreError
@@ -52,6 +52,14 @@ CA_KEY_OFFLINE = (
 PRACTICE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
+class CaKeyState(StrEnum):
+    """Where a home's CA key is: enrolment and signing-key rotation need it, serving not."""
+
+    PLAIN = "plain"  # in the home, unencrypted
+    ENCRYPTED = "encrypted"  # in the home, encrypted under a passphrase (`init --encrypt-ca`)
+    OFFLINE = "offline"  # not in the home: kept elsewhere
+
+
 @dataclass(frozen=True)
 class CoordinatorHome:
     """Where a coordinator keeps its keys, certificates and default SQLite store."""
@@ -62,6 +70,14 @@ class CoordinatorHome:
     def ca_key(self) -> Path:
         """The CA private key (0600)."""
         return self.root / "ca.key"
+
+    def ca_key_state(self) -> CaKeyState:
+        """Whether ``ca.key`` is here, and encrypted."""
+        if not self.ca_key.exists():
+            return CaKeyState.OFFLINE
+        if key_is_encrypted(self.ca_key.read_bytes()):
+            return CaKeyState.ENCRYPTED
+        return CaKeyState.PLAIN
 
     @property
     def ca_cert(self) -> Path:
@@ -270,11 +286,6 @@ class CoordinatorKeys:
         if self.authority is None:
             raise CaKeyOffline(CA_KEY_OFFLINE.format(what=what))
         return self.authority
-
-    @property
-    def key(self) -> ec.EllipticCurvePrivateKey:
-        """The CA key (studies are still signed with it); CaKeyOffline without it."""
-        return self.issuer("creating a study").key
 
 
 def rotate_signer(home: CoordinatorHome, ca: CertificateAuthority) -> SigningIdentity:

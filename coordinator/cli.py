@@ -24,7 +24,13 @@ from rich.table import Column, Table
 from coordinator import cli_keys, cli_rounds
 from coordinator.admin_client import AdminClient, recorded_address, rows_frame
 from coordinator.backup import backup, restore
-from coordinator.ca import CA_PASSPHRASE_ENV, CoordinatorHome, ca_passphrase, init_home
+from coordinator.ca import (
+    CA_PASSPHRASE_ENV,
+    CaKeyState,
+    CoordinatorHome,
+    ca_passphrase,
+    init_home,
+)
 from coordinator.cli_report import report_command
 from coordinator.cli_stats import stats_app
 from coordinator.comparisons import build_comparison
@@ -195,7 +201,8 @@ def backup_command(
     with_keys: bool = typer.Option(
         False,
         "--with-keys",
-        help="Also put the home's CA, server and admin keys in it: then guard it like the CA key.",
+        help="Also put the home's CA, server, admin and signing keys in it (a CA key kept"
+        " offline is left out): then guard it like the CA key.",
     ),
 ) -> None:
     """Back up the store (consistent while serving), and with --with-keys the home's keys."""
@@ -206,6 +213,13 @@ def backup_command(
     )
     if manifest.home_files:
         console.print(f"  with the home's keys ({', '.join(manifest.home_files)}): keep it secret")
+        if manifest.ca_key is CaKeyState.OFFLINE:
+            console.print(
+                "  without ca.key: it is not in the home (kept offline), so keep that copy as "
+                "safely as this backup"
+            )
+        elif manifest.ca_key is CaKeyState.ENCRYPTED:
+            console.print("  ca.key as the home holds it, encrypted: keep its passphrase apart")
     else:
         console.print("  without the CA key: back up the home's ca.key separately and securely")
 
@@ -230,10 +244,17 @@ def restore_command(
     )
     if done.home_files:
         console.print(f"  and the home's keys into {config.home}: {', '.join(done.home_files)}")
-    if not done.home_has_ca:
+    if done.ca_key is CaKeyState.OFFLINE and done.has_signer:
+        console.print(
+            f"  {config.home} holds no CA key (kept offline): it serves with its signing key;"
+            " enrolment and `signing-key rotate` need the CA key brought back"
+        )
+    elif done.ca_key is CaKeyState.OFFLINE:
         console.print(
             f"  {config.home} holds no CA key: put the coordinator's keys back before serving"
         )
+    elif done.ca_key is CaKeyState.ENCRYPTED:
+        console.print("  its CA key is encrypted: `serve` enrols only when given its passphrase")
 
 
 def _check_ports(host: str, port: int, enrol_port: int) -> None:

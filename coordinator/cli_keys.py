@@ -1,4 +1,4 @@
-"""``fedpeer-coordinator signing-key ...``: the key that signs rounds and receipts.
+"""``fedpeer-coordinator signing-key ...``: the key that signs rounds, receipts and studies.
 
 ``rotate`` issues a new Ed25519 signing key and certificate; it needs the CA key, so it
 asks for the CA key's passphrase (or reads ``FEDPEER_CA_PASSPHRASE``), and it is where an
@@ -13,10 +13,10 @@ from typing import Any
 
 import typer
 
-from coordinator.ca import CoordinatorHome, rotate_signer
+from coordinator.ca import CaKeyState, CoordinatorHome, rotate_signer
 from fedpeer.cli_support import existing_home, make_console
 from fedpeer.errors import IdentityError
-from fedpeer.identity import SigningIdentity, fingerprint, key_is_encrypted, signer_from_pem
+from fedpeer.identity import SigningIdentity, fingerprint, signer_from_pem
 
 console = make_console()
 
@@ -29,7 +29,7 @@ def _describe(signer: SigningIdentity) -> str:
 def register(app: typer.Typer, home_option: Any) -> None:
     """Add the ``signing-key`` commands to ``app``."""
     keys = typer.Typer(
-        help="The key that signs rounds and receipts (the CA key can stay offline).",
+        help="The key that signs rounds, receipts and studies (the CA key can stay offline).",
         no_args_is_help=True,
     )
     app.add_typer(keys, name="signing-key")
@@ -58,10 +58,10 @@ def register(app: typer.Typer, home_option: Any) -> None:
             coord_home.signing_key.read_bytes(), coord_home.signing_cert.read_bytes()
         )
         console.print(f"Signing key {coord_home.signing_key}: {_describe(signer)}")
-        if not coord_home.ca_key.exists():
-            ca_state = "not in the home (offline): enrolment is refused until it is brought in"
-        elif key_is_encrypted(coord_home.ca_key.read_bytes()):
-            ca_state = "encrypted: `serve` enrols only when given its passphrase"
-        else:
-            ca_state = "not encrypted (see `init --encrypt-ca`)"
+        ca_state = {
+            CaKeyState.OFFLINE: "not in the home (offline): enrolment is refused until it is "
+            "brought in",
+            CaKeyState.ENCRYPTED: "encrypted: `serve` enrols only when given its passphrase",
+            CaKeyState.PLAIN: "not encrypted (see `init --encrypt-ca`)",
+        }[coord_home.ca_key_state()]
         console.print(f"CA key {coord_home.ca_key}: {ca_state}")

@@ -116,13 +116,13 @@ def _signed(signer: SigningIdentity, document: object) -> dict[str, bytes]:
 def ca_for_old_agents(ca: CoordinatorKeys) -> CertificateAuthority:
     """The CA, to sign for an agent before 0.3.0; CaKeyOffline telling it to upgrade.
 
-    Such an agent checks rounds and receipts against the CA key it pinned, so it is
-    served while the CA key is online and told to upgrade while it is not.
+    Such an agent checks rounds, receipts and studies against the CA key it pinned, so
+    it is served while the CA key is online and told to upgrade while it is not.
     """
     if ca.authority is None:
         raise CaKeyOffline(
-            "this agent checks rounds and receipts against the CA key, which this coordinator"
-            " keeps offline: upgrade the agent (fedpeer 0.3.0 or newer)"
+            "this agent checks the coordinator's signatures against the CA key, which this"
+            " coordinator keeps offline: upgrade the agent (fedpeer 0.3.0 or newer)"
         )
     return ca.authority
 

@@ -11,6 +11,9 @@ A stage moves on when every practice expected in it has sent its step, or when i
 is up (``step_seconds``), if enough practices are left (``fedpeer.studies.threshold``);
 otherwise the study fails and nothing is published. Everything here is a plain function
 over ``StudyBook`` (the study tables), so the servicers stay thin.
+
+A study is signed by the coordinator's signing key, as rounds are, and stored with the
+signer's certificate: creating one needs no CA key (issue 10).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from fedpeer.canonical import canonical_json
 from fedpeer.collection import DefinitionDocument, encode_rows
 from fedpeer.dates import reference_date_problem
 from fedpeer.dp import release_with_noise
-from fedpeer.identity import CertificateAuthority, cert_to_pem
+from fedpeer.identity import SigningIdentity, cert_to_pem
 from fedpeer.policy import DisclosurePolicy, Noise
 from fedpeer.release import to_rows
 from fedpeer.secagg import Aggregator, PublicKeys, SecAggError
@@ -71,6 +74,7 @@ class StudyRecord:
 
     study: Study
     signature: bytes
+    signer_certificate: bytes  # DER, of the signing key; empty when the CA key signed
     state: StudyState
     stage: Stage | None
     stage_started_at: dt.datetime | None
@@ -115,14 +119,17 @@ class StudyBook:
         self.engine = store.engine
         self.network_policy = network_policy  # for the pooled counts
 
-    def add(self, study: Study, signature: bytes, now: dt.datetime) -> None:
+    def add(self, study: Study, signer: SigningIdentity, now: dt.datetime) -> None:
+        """Store a new draft study, signed by ``signer`` with its certificate beside it."""
+        document = study.to_bytes()
         with self.engine.begin() as conn:
             conn.execute(
                 studies.insert().values(
                     study_id=study.study_id,
                     owner=study.owner,
-                    document=study.to_bytes(),
-                    signature=signature,
+                    document=document,
+                    signature=sign_bytes(signer.key, document),
+                    signer_certificate=signer.certificate_der,
                     state=StudyState.DRAFT.value,
                     stage="",
                     created_at=now,
@@ -133,6 +140,7 @@ class StudyBook:
         return StudyRecord(
             _parse_study(bytes(row.document)),
             bytes(row.signature),
+            bytes(row.signer_certificate),
             StudyState(row.state),
             Stage(row.stage) if row.stage else None,
             _utc(row.stage_started_at),
@@ -325,7 +333,7 @@ class StudyBook:
 
 def create_study(
     book: StudyBook,
-    ca: CertificateAuthority,
+    signer: SigningIdentity,
     *,
     owner: str,
     title: str,
@@ -336,7 +344,10 @@ def create_study(
     budget_rho: float = 0.0,
     now: dt.datetime,
 ) -> StudyRecord:
-    """Create and sign a draft study (its definitions must parse; its date be a month end)."""
+    """Create a draft study signed by ``signer`` (the signing key, as for rounds).
+
+    Its definitions must parse, and its date be a month end.
+    """
     problem = reference_date_problem(as_of, now.date())
     if problem is not None:
         raise StudyError(problem)
@@ -355,7 +366,7 @@ def create_study(
         # (a definition that does not parse is refused by parsed(), naming it)
         if document.id != definition.id:
             raise StudyError(f"definition {document.id} is sent under another id: {definition.id}")
-    book.add(study, sign_bytes(ca.key, study.to_bytes()), now)
+    book.add(study, signer, now)
     log.info("event=study_created study=%s owner=%s", study.study_id, owner)
     return book.get(study.study_id)
 

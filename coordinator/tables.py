@@ -125,12 +125,14 @@ studies = sa.Table(
     sa.Column("study_id", sa.String(64), primary_key=True),
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("document", sa.LargeBinary, nullable=False),  # fedpeer.studies.Study, canonical
-    sa.Column("signature", sa.LargeBinary, nullable=False),  # by the coordinator's CA key
+    sa.Column("signature", sa.LargeBinary, nullable=False),  # by the coordinator's signing key
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("stage", sa.String(16), nullable=False, server_default=""),
     sa.Column("stage_started_at", _TS),
     sa.Column("detail", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", _TS, nullable=False),
+    # DER certificate of the signing key that made ``signature`` ("": the CA key).
+    sa.Column("signer_certificate", sa.LargeBinary, nullable=False, server_default=""),
 )
 study_members = sa.Table(
     "study_members",

@@ -1,14 +1,14 @@
-"""Signatures over canonical bytes: the coordinator's (rounds, receipts), a practice's (releases).
+"""Signatures over canonical bytes: the coordinator's (rounds, receipts, studies), a practice's.
 
 A practice signs with the ECDSA P-256 key behind its certificate, so the coordinator
 checks a release against the certificate of the channel it arrived on and nobody can
-pass one practice's answer off as another's. The coordinator signs rounds and receipts
-with its Ed25519 *signing key* and sends the signer's certificate with each; an agent
-checks that certificate against the CA it pinned at enrolment (``verify``), so the CA
-key itself can stay encrypted or offline. Coordinators before signing keys signed with
-the CA key and sent no certificate; ``verify`` accepts that too (the CA key can certify
-any signer, so accepting its own signature gives nothing away). Documents are canonical
-JSON (``fedpeer.canonical``).
+pass one practice's answer off as another's. The coordinator signs rounds, receipts and
+studies with its Ed25519 *signing key* and sends the signer's certificate with each; an
+agent checks that certificate against the CA it pinned at enrolment (``verify_signed``),
+so the CA key itself can stay encrypted or offline. Coordinators before signing keys
+signed with the CA key and sent no certificate; that is accepted too (the CA key can
+certify any signer, so accepting its own signature gives nothing away). Documents are
+canonical JSON (``fedpeer.canonical``).
 """
 
 from __future__ import annotations
@@ -57,16 +57,16 @@ def sign(key: SigningKey, document: Any) -> bytes:
     return sign_bytes(key, canonical_json(document))
 
 
-def verify(
-    ca_cert: x509.Certificate, document: Any, signature: bytes, signer_certificate: bytes = b""
+def verify_signed(
+    ca_cert: x509.Certificate, data: bytes, signature: bytes, signer_certificate: bytes = b""
 ) -> None:
-    """Raise IdentityError unless ``signature`` is the coordinator's over ``document``.
+    """Raise IdentityError unless ``signature`` is the coordinator's over the bytes ``data``.
 
-    The one check of a round's or a receipt's signature: by the signing key whose DER
-    certificate ``signer_certificate`` is, once that is shown to be ``ca_cert``'s signer
-    (``identity.verify_signer``); by the CA key itself when no certificate came.
+    The one check of whatever the coordinator signs (a round, a receipt, a study): by
+    the signing key whose DER certificate ``signer_certificate`` is, once that is shown
+    to be ``ca_cert``'s signer (``identity.verify_signer``); by the CA key itself when no
+    certificate came.
     """
-    data = canonical_json(document)
     if not signer_certificate:
         verify_bytes(ca_cert, data, signature, "the coordinator")
         return
@@ -75,6 +75,14 @@ def verify(
     except ValueError:
         raise IdentityError("the coordinator's signing certificate is not a certificate") from None
     _check(verify_signer(signer, ca_cert), data, signature, "the coordinator's signing key")
+
+
+def verify(
+    ca_cert: x509.Certificate, document: Any, signature: bytes, signer_certificate: bytes = b""
+) -> None:
+    """Raise IdentityError unless ``signature`` is the coordinator's over ``document``'s
+    canonical form (``verify_signed``)."""
+    verify_signed(ca_cert, canonical_json(document), signature, signer_certificate)
 
 
 def verify_round(ca_cert: x509.Certificate, round_: Round) -> None:

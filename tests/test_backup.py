@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 import json
 import stat
@@ -14,15 +15,20 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, refusing_prepare, start
+from cryptography import x509
+from test_signing_key_passphrase import PASSPHRASE
 from typer.testing import CliRunner
 
 from agent.client import Agent, enrol
 from coordinator import backup as backup_module
 from coordinator.backup import backup, head_revision, read_manifest, restore
-from coordinator.ca import CoordinatorHome, init_home
+from coordinator.ca import CA_PASSPHRASE_ENV, CaKeyState, CoordinatorHome, init_home
 from coordinator.cli import app
+from coordinator.server import CoordinatorConfig, start_coordinator
 from coordinator.store import Store, upgrade
-from fedpeer.errors import StoreError
+from fedpeer.errors import FedpeerError, StoreError
+from fedpeer.identity import key_from_pem, key_to_pem
+from fedpeer.signing import verify_receipt
 
 runner = CliRunner()
 
@@ -150,6 +156,90 @@ async def test_backup_while_serving_restores_into_a_new_home_that_serves(
     assert "Restored" in said
 
 
+@pytest.mark.parametrize("how", ["offline", "encrypted"])
+async def test_backup_with_keys_while_the_ca_key_is_offline_restores_and_serves(
+    tmp_path: Path,
+    databases: tuple[str | None, str | None],
+    how: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source_db, target_db = databases
+    old_home = tmp_path / "old"
+    running, round_id = await populated(old_home, tmp_path / "agents", source_db)
+    monkeypatch.delenv(CA_PASSPHRASE_ENV, raising=False)  # and pytest's stdin is no terminal
+    if how == "offline":
+        (old_home / "ca.key").rename(tmp_path / "ca.key.offline")
+    else:
+        key = key_from_pem((old_home / "ca.key").read_bytes())
+        (old_home / "ca.key").write_bytes(key_to_pem(key, PASSPHRASE))
+    out = tmp_path / "coordinator.tar.gz"
+    try:
+        db_args = ["--db", source_db] if source_db else []
+        said = cli("backup", "--home", str(old_home), *db_args, "--out", str(out), "--with-keys")
+    finally:
+        await running.stop(0)
+    manifest = read_manifest(out)
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+        kept = tar.extractfile("home/ca.key") if "home/ca.key" in names else None
+        kept_key = None if kept is None else kept.read()
+    assert {"home/ca.crt", "home/signing.key", "home/signing.crt"} <= names
+    if how == "offline":
+        assert manifest.ca_key is CaKeyState.OFFLINE and "ca.key" not in manifest.home_files
+        assert kept_key is None
+        assert "without ca.key: it is not in the home (kept offline)" in said
+    else:
+        assert manifest.ca_key is CaKeyState.ENCRYPTED and "ca.key" in manifest.home_files
+        assert kept_key == (old_home / "ca.key").read_bytes()  # as it is: still encrypted
+        assert "ca.key as the home holds it, encrypted" in said
+
+    new_home = tmp_path / "new"
+    db_args = ["--db", target_db] if target_db else []
+    said = cli("restore", "--home", str(new_home), *db_args, "--from", str(out))
+    if how == "offline":
+        assert not (new_home / "ca.key").exists()
+        assert "holds no CA key (kept offline): it serves with its signing key" in said
+    else:
+        assert (new_home / "ca.key").read_bytes() == kept_key
+        assert "its CA key is encrypted" in said
+
+    config = CoordinatorConfig(home=new_home, db_url=target_db, announce_poll_seconds=0.2)
+    restored = await start_coordinator(config)
+    try:
+        assert restored.ca.authority is None  # serving, the CA key still offline or locked
+        signing_cert = (old_home / "signing.crt").read_bytes()
+        assert restored.ca.signer.cert == x509.load_pem_x509_certificate(signing_cert)
+        async with admin(restored) as adm:
+            assert (await adm.status(round_id)).state == "open"
+            second = await adm.start_round(dt.date(2026, 10, 31), DEFINITIONS)
+            token, _ = await adm.invite("A81004", "Practice A81004", "South")
+        with pytest.raises(FedpeerError, match="enrolment needs the CA key"):
+            await enrol(restored.address, restored.enrol_port, token, tmp_path / "A81004")
+        agent = Agent(tmp_path / "agents" / "A81001", fixed_prepare("A81001"))
+        agent.identity = dataclasses.replace(agent.identity, coordinator=restored.address)
+        outcomes = {o.round_id: o for o in await agent.run_once()}
+        assert outcomes[round_id].status == "already"
+        assert outcomes[second.round_id].status == "submitted"
+        receipt = outcomes[second.round_id].receipt
+        assert receipt is not None
+        verify_receipt(agent.identity.ca_cert, receipt)  # the restored signing key's
+    finally:
+        await restored.stop(0)
+
+
+def test_a_backup_without_the_ca_key_leaves_no_other_cas_key_in_place(tmp_path: Path) -> None:
+    _seed(tmp_path / "old")
+    (tmp_path / "old" / "ca.key").unlink()  # kept offline
+    out = tmp_path / "b.tar.gz"
+    backup(CoordinatorHome(tmp_path / "old"), None, out, with_keys=True)
+    init_home(tmp_path / "other")
+    other_key = (tmp_path / "other" / "ca.key").read_bytes()
+    with pytest.raises(StoreError, match=r"ca\.key is another CA.s key, and the backup"):
+        restore(CoordinatorHome(tmp_path / "other"), None, out, force=True)
+    assert (tmp_path / "other" / "ca.key").read_bytes() == other_key
+    assert not (tmp_path / "other" / "coordinator.sqlite").exists()  # nothing was touched
+
+
 def _sqlite_count(path: Path, table: str) -> int:
     engine = sa.create_engine(f"sqlite:///{path}")
     try:
@@ -179,7 +269,7 @@ def test_store_only_backup_into_an_initialised_home(tmp_path: Path) -> None:
     init_home(tmp_path / "new")
     Store(CoordinatorHome(tmp_path / "new").database).close()
     done = restore(CoordinatorHome(tmp_path / "new"), None, out)
-    assert done.home_files == () and done.home_has_ca
+    assert done.home_files == () and done.ca_key is CaKeyState.PLAIN
     assert _sqlite_count(tmp_path / "new" / "coordinator.sqlite", "practices") == 1
     # Into a home without a CA: restored, with a reminder that the keys are missing.
     said = cli("restore", "--home", str(tmp_path / "bare"), "--from", str(out))

@@ -116,7 +116,7 @@ def _patient_values(extract: Path) -> set[str]:
 
 def _reissue(site: Site, not_before: dt.datetime, not_after: dt.datetime) -> None:
     """Replace the agent's certificate with one for its own key, from its CA, other dates."""
-    ca: CertificateAuthority = site.running.ca
+    ca: CertificateAuthority = site.running.ca.issuer("reissuing a practice certificate")
     path = site.home / "agent.crt"
     old = cert_from_pem(path.read_bytes())
     cert = (

@@ -9,9 +9,11 @@ certificate.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import stat
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -229,8 +231,12 @@ def _replace_stored_receipt(
         )
 
 
-async def _old_agent_get_round(running: RunningCoordinator, home: Path, round_id: str) -> Round:
-    """GetRound as an agent before 0.3.0 calls it: the production header, an old version."""
+@contextlib.asynccontextmanager
+async def old_agent(
+    running: RunningCoordinator, home: Path
+) -> AsyncIterator[agent_pb2_grpc.AgentStub]:
+    """The Agent service as an agent before 0.3.0 calls it: the production header, an old
+    version, the enrolled practice's certificate."""
     identity = AgentHome(home).load()
     credentials = grpc.ssl_channel_credentials(identity.ca_pem, identity.key_pem, identity.cert_pem)
     async with grpc.aio.secure_channel(
@@ -239,7 +245,12 @@ async def _old_agent_get_round(running: RunningCoordinator, home: Path, round_id
         options=channel_options(),
         interceptors=[VersionHeader("0.2.0")],
     ) as channel:
-        stub = agent_pb2_grpc.AgentStub(channel)
+        yield agent_pb2_grpc.AgentStub(channel)
+
+
+async def _old_agent_get_round(running: RunningCoordinator, home: Path, round_id: str) -> Round:
+    """GetRound as an agent before 0.3.0 calls it."""
+    async with old_agent(running, home) as stub:
         message = await stub.GetRound(agent_pb2.GetRoundRequest(round_id=round_id), timeout=30)
         return wire.round_from_proto(message)
 
@@ -273,16 +284,16 @@ async def test_a_coordinator_without_its_ca_key_runs_rounds_but_not_enrolment(
             assert (await adm.status(round_.round_id)).practices[0].state == "submitted"
             closed = await adm.close_round(round_.round_id)
             assert closed.state == "closed"
-            # Studies are still signed by the CA key: refused in the same words.
-            with pytest.raises(FedpeerError, match="creating a study needs the CA key"):
-                await adm.create_study(
-                    owner="Dr A Analyst",
-                    title="Diabetes control",
-                    purpose="To compare diabetes control across practices.",
-                    as_of=AS_OF,
-                    min_practices=5,
-                    definitions=list(DEFINITIONS[:1]),
-                )
+            # Studies are signed by the signing key too (tests/test_study_signing.py).
+            study = await adm.create_study(
+                owner="Dr A Analyst",
+                title="Diabetes control",
+                purpose="To compare diabetes control across practices.",
+                as_of=AS_OF,
+                min_practices=5,
+                definitions=list(DEFINITIONS[:1]),
+            )
+            assert study.signer_certificate == running.ca.signer.certificate_der
         # An agent before 0.3.0 checks against the CA key: told to upgrade, in words.
         with pytest.raises(grpc.aio.AioRpcError) as old:
             await _old_agent_get_round(running, tmp_path / "A81001", round_.round_id)

@@ -3,6 +3,10 @@
 Thin, as every servicer here: convert, call ``coordinator.studies``, map errors. What an
 admin or analyst can read of a study is its document, its state and members, and its
 pooled results: never a practice's step.
+
+Studies are signed by the signing key, as rounds are; an agent before 0.3.0 checks them
+against the CA key, so it is sent CA signatures as it is for rounds
+(``rounds.ca_for_old_agents``).
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import logging
 
 import grpc
 
-from coordinator import studies
+from coordinator import rounds, studies
 from coordinator.ca import CoordinatorKeys
 from coordinator.periodic import Periodic
 from coordinator.services import domain_errors
 from coordinator.services.auth import calling_certificate, calling_peer, calling_practice
+from coordinator.services.version import knows_signer
 from coordinator.studies import SignedStep, StudyBook, StudyRecord
 from fedpeer import wire
 from fedpeer.errors import IdentityError
 from fedpeer.identity import ROLE_ADMIN
+from fedpeer.signing import sign_bytes
 from fedpeer.studies import StudyError
 from fedpeer.v1 import admin_pb2, admin_pb2_grpc, agent_pb2
 
@@ -49,6 +55,7 @@ def summary(book: StudyBook, record: StudyRecord) -> admin_pb2.StudySummary:
     return admin_pb2.StudySummary(
         study=record.study.to_bytes(),
         signature=record.signature,
+        signer_certificate=record.signer_certificate,
         state=record.state.value,
         stage=record.stage.value if record.stage else "",
         members=[
@@ -76,6 +83,7 @@ class AgentStudyMethods:
     """Mixed into the Agent servicer: a practice's view of studies, and its steps."""
 
     _studies: StudyBook
+    _ca: CoordinatorKeys
     _step_seconds: float
 
     @domain_errors
@@ -95,6 +103,7 @@ class AgentStudyMethods:
                     agent_pb2.StudyListing(
                         study=record.study.to_bytes(),
                         signature=record.signature,
+                        signer_certificate=record.signer_certificate,
                         state=record.state.value,
                         stage=record.stage.value if record.stage else "",
                         membership=mine.value if mine else "",
@@ -102,7 +111,15 @@ class AgentStudyMethods:
                 )
             return out
 
-        return agent_pb2.ListStudiesResponse(studies=await asyncio.to_thread(listing))
+        listed = await asyncio.to_thread(listing)
+        by_signer = [item for item in listed if item.signer_certificate]
+        if by_signer and not knows_signer(context):
+            # Before anything is sent: an agent that cannot check the signing key's signature.
+            authority = rounds.ca_for_old_agents(self._ca)
+            for item in by_signer:
+                item.signature = sign_bytes(authority.key, item.study)
+                item.signer_certificate = b""
+        return agent_pb2.ListStudiesResponse(studies=listed)
 
     @domain_errors
     async def GetStudyStep(
@@ -147,7 +164,7 @@ class AdminStudyMethods:
         record = await asyncio.to_thread(
             studies.create_study,
             self._studies,
-            self._ca,
+            self._ca.signer,
             owner=request.owner,
             title=request.title,
             purpose=request.purpose,

@@ -23,7 +23,7 @@ from fedpeer.channel import UPGRADE, VERSION_HEADER
 
 MINIMUM_AGENT_VERSION = "0.1.0"
 # The first agent that checks a signing key's certificate (issue 10); older ones check
-# rounds and receipts against the CA key itself, so they are sent CA signatures.
+# rounds, receipts and studies against the CA key itself, so they are sent CA signatures.
 SIGNER_AGENT_VERSION = "0.3.0"
 UNREPORTED = "0.1.0"  # the last version that did not say
 CHECKED_PREFIXES = ("/fedpeer.v1.Agent/", "/fedpeer.v1.Enrolment/")

@@ -645,11 +645,14 @@ class StudySummary(_message.Message):
     STAGE_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    SIGNER_CERTIFICATE_FIELD_NUMBER: _builtins.int
     study: _builtins.bytes
     signature: _builtins.bytes
     state: _builtins.str
     stage: _builtins.str
     detail: _builtins.str
+    signer_certificate: _builtins.bytes
+    """DER certificate of the key behind `signature`, as in StudyListing."""
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___StudyMember]: ...
     def __init__(
@@ -661,10 +664,11 @@ class StudySummary(_message.Message):
         stage: _builtins.str = ...,
         members: _abc.Iterable[Global___StudyMember] | None = ...,
         detail: _builtins.str = ...,
+        signer_certificate: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "members", b"members", "signature", b"signature", "stage", b"stage", "state", b"state", "study", b"study"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "members", b"members", "signature", b"signature", "signer_certificate", b"signer_certificate", "stage", b"stage", "state", b"state", "study", b"study"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

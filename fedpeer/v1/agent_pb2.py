@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedpeer.v1 import common_pb2 as fedpeer_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64peer/v1/agent.proto\x12\nfedpeer.v1\x1a\x17\x66\x65\x64peer/v1/common.proto\"\x14\n\x12WatchRoundsRequest\"4\n\x11RoundAnnouncement\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05\x61s_of\x18\x02 \x01(\t\"\x17\n\x15ListOpenRoundsRequest\"G\n\x16ListOpenRoundsResponse\x12-\n\x06rounds\x18\x01 \x03(\x0b\x32\x1d.fedpeer.v1.RoundAnnouncement\"#\n\x0fGetRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\xc9\x01\n\rSubmitRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x1d\n\x11\x64\x65\x66inition_hashes\x18\x02 \x03(\tB\x02\x18\x01\x12\x19\n\rpolicy_digest\x18\x03 \x01(\tB\x02\x18\x01\x12\'\n\x04rows\x18\x04 \x03(\x0b\x32\x15.fedpeer.v1.ResultRowB\x02\x18\x01\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x0f\n\x07release\x18\x06 \x01(\x0c\x12\x19\n\x11release_signature\x18\x07 \x01(\x0c\"2\n\x0eRefusalRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"&\n\x0fRefusalResponse\x12\x13\n\x0breceived_at\x18\x01 \x01(\t\"+\n\x17\x41waitingApprovalRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\x1a\n\x18\x41waitingApprovalResponse\"\x14\n\x12ListStudiesRequest\"b\n\x0cStudyListing\x12\r\n\x05study\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\r\n\x05state\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x12\n\nmembership\x18\x05 \x01(\t\"@\n\x13ListStudiesResponse\x12)\n\x07studies\x18\x01 \x03(\x0b\x32\x18.fedpeer.v1.StudyListing\"\'\n\x13GetStudyStepRequest\x12\x10\n\x08study_id\x18\x01 \x01(\t\"4\n\x11StudyStepDocument\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x10\n\x08\x64ocument\x18\x02 \x01(\x0c\"H\n\x10StudyStepMessage\x12\x10\n\x08study_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"\x1d\n\x0cStudyStepAck\x12\r\n\x05stage\x18\x01 \x01(\t2\xbe\x05\n\x05\x41gent\x12N\n\x0bWatchRounds\x12\x1e.fedpeer.v1.WatchRoundsRequest\x1a\x1d.fedpeer.v1.RoundAnnouncement0\x01\x12W\n\x0eListOpenRounds\x12!.fedpeer.v1.ListOpenRoundsRequest\x1a\".fedpeer.v1.ListOpenRoundsResponse\x12:\n\x08GetRound\x12\x1b.fedpeer.v1.GetRoundRequest\x1a\x11.fedpeer.v1.Round\x12\x38\n\x06Submit\x12\x19.fedpeer.v1.SubmitRequest\x1a\x13.fedpeer.v1.Receipt\x12H\n\rReportRefusal\x12\x1a.fedpeer.v1.RefusalRequest\x1a\x1b.fedpeer.v1.RefusalResponse\x12\x63\n\x16ReportAwaitingApproval\x12#.fedpeer.v1.AwaitingApprovalRequest\x1a$.fedpeer.v1.AwaitingApprovalResponse\x12N\n\x0bListStudies\x12\x1e.fedpeer.v1.ListStudiesRequest\x1a\x1f.fedpeer.v1.ListStudiesResponse\x12N\n\x0cGetStudyStep\x12\x1f.fedpeer.v1.GetStudyStepRequest\x1a\x1d.fedpeer.v1.StudyStepDocument\x12G\n\rPostStudyStep\x12\x1c.fedpeer.v1.StudyStepMessage\x1a\x18.fedpeer.v1.StudyStepAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64peer/v1/agent.proto\x12\nfedpeer.v1\x1a\x17\x66\x65\x64peer/v1/common.proto\"\x14\n\x12WatchRoundsRequest\"4\n\x11RoundAnnouncement\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05\x61s_of\x18\x02 \x01(\t\"\x17\n\x15ListOpenRoundsRequest\"G\n\x16ListOpenRoundsResponse\x12-\n\x06rounds\x18\x01 \x03(\x0b\x32\x1d.fedpeer.v1.RoundAnnouncement\"#\n\x0fGetRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\xc9\x01\n\rSubmitRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x1d\n\x11\x64\x65\x66inition_hashes\x18\x02 \x03(\tB\x02\x18\x01\x12\x19\n\rpolicy_digest\x18\x03 \x01(\tB\x02\x18\x01\x12\'\n\x04rows\x18\x04 \x03(\x0b\x32\x15.fedpeer.v1.ResultRowB\x02\x18\x01\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x0f\n\x07release\x18\x06 \x01(\x0c\x12\x19\n\x11release_signature\x18\x07 \x01(\x0c\"2\n\x0eRefusalRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"&\n\x0fRefusalResponse\x12\x13\n\x0breceived_at\x18\x01 \x01(\t\"+\n\x17\x41waitingApprovalRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\x1a\n\x18\x41waitingApprovalResponse\"\x14\n\x12ListStudiesRequest\"~\n\x0cStudyListing\x12\r\n\x05study\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\r\n\x05state\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x12\n\nmembership\x18\x05 \x01(\t\x12\x1a\n\x12signer_certificate\x18\x06 \x01(\x0c\"@\n\x13ListStudiesResponse\x12)\n\x07studies\x18\x01 \x03(\x0b\x32\x18.fedpeer.v1.StudyListing\"\'\n\x13GetStudyStepRequest\x12\x10\n\x08study_id\x18\x01 \x01(\t\"4\n\x11StudyStepDocument\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x10\n\x08\x64ocument\x18\x02 \x01(\x0c\"H\n\x10StudyStepMessage\x12\x10\n\x08study_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"\x1d\n\x0cStudyStepAck\x12\r\n\x05stage\x18\x01 \x01(\t2\xbe\x05\n\x05\x41gent\x12N\n\x0bWatchRounds\x12\x1e.fedpeer.v1.WatchRoundsRequest\x1a\x1d.fedpeer.v1.RoundAnnouncement0\x01\x12W\n\x0eListOpenRounds\x12!.fedpeer.v1.ListOpenRoundsRequest\x1a\".fedpeer.v1.ListOpenRoundsResponse\x12:\n\x08GetRound\x12\x1b.fedpeer.v1.GetRoundRequest\x1a\x11.fedpeer.v1.Round\x12\x38\n\x06Submit\x12\x19.fedpeer.v1.SubmitRequest\x1a\x13.fedpeer.v1.Receipt\x12H\n\rReportRefusal\x12\x1a.fedpeer.v1.RefusalRequest\x1a\x1b.fedpeer.v1.RefusalResponse\x12\x63\n\x16ReportAwaitingApproval\x12#.fedpeer.v1.AwaitingApprovalRequest\x1a$.fedpeer.v1.AwaitingApprovalResponse\x12N\n\x0bListStudies\x12\x1e.fedpeer.v1.ListStudiesRequest\x1a\x1f.fedpeer.v1.ListStudiesResponse\x12N\n\x0cGetStudyStep\x12\x1f.fedpeer.v1.GetStudyStepRequest\x1a\x1d.fedpeer.v1.StudyStepDocument\x12G\n\rPostStudyStep\x12\x1c.fedpeer.v1.StudyStepMessage\x1a\x18.fedpeer.v1.StudyStepAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -61,17 +61,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTSTUDIESREQUEST']._serialized_start=643
   _globals['_LISTSTUDIESREQUEST']._serialized_end=663
   _globals['_STUDYLISTING']._serialized_start=665
-  _globals['_STUDYLISTING']._serialized_end=763
-  _globals['_LISTSTUDIESRESPONSE']._serialized_start=765
-  _globals['_LISTSTUDIESRESPONSE']._serialized_end=829
-  _globals['_GETSTUDYSTEPREQUEST']._serialized_start=831
-  _globals['_GETSTUDYSTEPREQUEST']._serialized_end=870
-  _globals['_STUDYSTEPDOCUMENT']._serialized_start=872
-  _globals['_STUDYSTEPDOCUMENT']._serialized_end=924
-  _globals['_STUDYSTEPMESSAGE']._serialized_start=926
-  _globals['_STUDYSTEPMESSAGE']._serialized_end=998
-  _globals['_STUDYSTEPACK']._serialized_start=1000
-  _globals['_STUDYSTEPACK']._serialized_end=1029
-  _globals['_AGENT']._serialized_start=1032
-  _globals['_AGENT']._serialized_end=1734
+  _globals['_STUDYLISTING']._serialized_end=791
+  _globals['_LISTSTUDIESRESPONSE']._serialized_start=793
+  _globals['_LISTSTUDIESRESPONSE']._serialized_end=857
+  _globals['_GETSTUDYSTEPREQUEST']._serialized_start=859
+  _globals['_GETSTUDYSTEPREQUEST']._serialized_end=898
+  _globals['_STUDYSTEPDOCUMENT']._serialized_start=900
+  _globals['_STUDYSTEPDOCUMENT']._serialized_end=952
+  _globals['_STUDYSTEPMESSAGE']._serialized_start=954
+  _globals['_STUDYSTEPMESSAGE']._serialized_end=1026
+  _globals['_STUDYSTEPACK']._serialized_start=1028
+  _globals['_STUDYSTEPACK']._serialized_end=1057
+  _globals['_AGENT']._serialized_start=1060
+  _globals['_AGENT']._serialized_end=1762
 # @@protoc_insertion_point(module_scope)

@@ -275,11 +275,19 @@ class StudyListing(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     STAGE_FIELD_NUMBER: _builtins.int
     MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    SIGNER_CERTIFICATE_FIELD_NUMBER: _builtins.int
     study: _builtins.bytes
     signature: _builtins.bytes
+    """Signature over `study`: Ed25519 by the coordinator's signing key when
+    signer_certificate is set, else ECDSA P-256 SHA-256 by its CA key.
+    """
     state: _builtins.str
     stage: _builtins.str
     membership: _builtins.str
+    signer_certificate: _builtins.bytes
+    """DER certificate of the signing key, as in Round.signer_certificate. Empty from
+    coordinators that sign studies with the CA key itself, and for agents before 0.3.0.
+    """
     def __init__(
         self,
         *,
@@ -288,10 +296,11 @@ class StudyListing(_message.Message):
         state: _builtins.str = ...,
         stage: _builtins.str = ...,
         membership: _builtins.str = ...,
+        signer_certificate: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership", "signature", b"signature", "stage", b"stage", "state", b"state", "study", b"study"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership", "signature", b"signature", "signer_certificate", b"signer_certificate", "stage", b"stage", "state", b"state", "study", b"study"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
