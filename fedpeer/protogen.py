@@ -72,12 +72,13 @@ def stale_stubs() -> list[str]:
 
 def regenerate() -> list[str]:
     """Write fresh stubs into ``fedpeer/v1/`` and return their names."""
-    STUB_DIR.mkdir(parents=True, exist_ok=True)
-    for old in _stubs(STUB_DIR).values():
-        old.unlink()
     with tempfile.TemporaryDirectory() as tmp:
+        # Generate first: a protoc that fails leaves the committed stubs as they were.
         _generate(Path(tmp))
         fresh = _stubs(Path(tmp) / "fedpeer" / "v1")
+        STUB_DIR.mkdir(parents=True, exist_ok=True)
+        for old in _stubs(STUB_DIR).values():
+            old.unlink()
         for name, path in fresh.items():
             shutil.copyfile(path, STUB_DIR / name)
     (STUB_DIR / "__init__.py").touch()
