@@ -32,7 +32,10 @@ from agent.identity_store import AgentIdentity
 from coordinator.admin_client import AdminClient
 from coordinator.ca import CoordinatorHome, init_home
 from coordinator.cli import app
-from coordinator.server import CoordinatorConfig, start_coordinator
+from coordinator.server import CoordinatorConfig, RunningCoordinator, start_coordinator
+from coordinator.services.auth import ENROLMENT_FRESH_SECONDS
+from coordinator.store import Store
+from coordinator.tables import practices
 from fedpeer import wire
 from fedpeer.channel import secure_channel
 from fedpeer.collection import Receipt
@@ -203,29 +206,71 @@ async def test_revoking_one_practice_wakes_only_its_stream_and_reads_no_store_pe
         await running.stop(0)
 
 
+@contextlib.asynccontextmanager
+async def _coordinator(
+    tmp_path: Path, db_url: str | None, poll: float
+) -> AsyncIterator[RunningCoordinator]:
+    """A coordinator in a new home, polling every ``poll`` seconds, until the block ends."""
+    home = init_home(tmp_path / "coord").root
+    config = CoordinatorConfig(home=home, db_url=db_url, announce_poll_seconds=poll)
+    running = await start_coordinator(config)
+    try:
+        yield running
+    finally:
+        await running.stop(0)
+
+
+@contextlib.asynccontextmanager
+async def _following_a_round(
+    running: RunningCoordinator, adm: AdminClient, pid: str, root: Path
+) -> AsyncIterator[tuple[AgentIdentity, str, asyncio.Future[object]]]:
+    """A practice enrolled, its stream open and told of a round: its identity, the
+    round, and the stream's next read (pending)."""
+    identity = await _enrol(adm, running.address, running.enrol_port, pid, root)
+    async with _watching(identity, running.address) as stream:
+        first = await adm.start_round(AS_OF, DEFINITIONS)
+        assert (await asyncio.wait_for(stream.read(), 10)).round_id == first.round_id
+        yield identity, first.round_id, asyncio.ensure_future(stream.read())
+
+
 async def test_enrolling_a_practice_again_closes_the_old_certificates_stream_at_once(
     tmp_path: Path, db_url: str | None
 ) -> None:
-    home = init_home(tmp_path / "coord").root
-    config = CoordinatorConfig(home=home, db_url=db_url, announce_poll_seconds=60)
-    running = await start_coordinator(config)
-    try:
-        async with admin(running) as adm:
-            old = await _enrol(adm, running.address, running.enrol_port, "M1", tmp_path)
-            async with _watching(old, running.address) as stream:
-                first = await adm.start_round(AS_OF, DEFINITIONS)
-                assert (await asyncio.wait_for(stream.read(), 10)).round_id == first.round_id
-                read = asyncio.ensure_future(stream.read())
-                moved = await adm.invitation("M1", "Practice M1", "East", replace=True)
-                new = await enrol(
-                    running.address, running.enrol_port, moved.token, tmp_path / "M1-new"
+    async with _coordinator(tmp_path, db_url, 60) as running, admin(running) as adm:
+        async with _following_a_round(running, adm, "M1", tmp_path) as (_, round_id, read):
+            moved = await adm.invitation("M1", "Practice M1", "East", replace=True)
+            new = await enrol(running.address, running.enrol_port, moved.token, tmp_path / "M2")
+            refused = await _refused(read, AT_ONCE)
+            assert "not the one enrolled" in (refused.details() or "")
+        async with _watching(new, running.address) as stream:  # the new machine's
+            assert (await asyncio.wait_for(stream.read(), 10)).round_id == round_id
+
+
+async def test_a_revocation_no_process_was_told_of_closes_the_stream_within_the_poll(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    """The fallback (docs/scaling.md): a revocation written to the store with no
+    notification (as while a process's listener reconnects) closes the stream within
+    ``announce_poll_seconds`` + the enrolment cache's 2 s."""
+    poll = 0.5
+    async with (
+        _coordinator(tmp_path, db_url, poll) as running,
+        admin(running) as adm,
+        _following_a_round(running, adm, "F1", tmp_path) as (_, _, read),
+    ):
+        elsewhere = Store(db_url or running.home.database)  # another writer, no NOTIFY
+        try:
+            with elsewhere.engine.begin() as conn:  # the revocation, and nothing more
+                conn.execute(
+                    practices.update().where(practices.c.practice_id == "F1").values(revoked=True)
                 )
-                refused = await _refused(read, AT_ONCE)
-                assert "not the one enrolled" in (refused.details() or "")
-            async with _watching(new, running.address) as stream:  # the new machine's
-                assert (await asyncio.wait_for(stream.read(), 10)).round_id == first.round_id
-    finally:
-        await running.stop(0)
+        finally:
+            elsewhere.close()
+        bound = poll + ENROLMENT_FRESH_SECONDS
+        started = time.monotonic()
+        await _refused(read, bound + 3.0)  # slack for a loaded machine
+        took = time.monotonic() - started
+        print(f"closed by the poll {took:.2f} s after the revocation (bound {bound} s)")
 
 
 def _der(path: Path) -> bytes:
