@@ -77,7 +77,7 @@ KEYS = OUT / "load-keys"
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"
 INDICATORS = ("dm_hba1c_le58", "dna_rate", "profile.list_size")
 CALL_TIMEOUT = 60.0
-IDLE_SECONDS = 20.0  # longer than the streams' re-check of enrolment (5 s) and the cache (2 s)
+IDLE_SECONDS = 20.0  # longer than the poll that checks open streams (5 s) and the cache (2 s)
 
 
 def free_port() -> int:

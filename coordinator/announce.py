@@ -1,30 +1,34 @@
-"""Prompt round announcements across coordinator processes: PostgreSQL LISTEN/NOTIFY.
+"""Prompt news across coordinator processes: PostgreSQL LISTEN/NOTIFY.
 
 Several coordinator processes may share one PostgreSQL store (docs/scaling.md). The
-store NOTIFYs ``ROUNDS_CHANNEL`` in the transaction that opens or closes a round, so the
-notification leaves only at commit. Each process holds one extra connection that LISTENs
-on that channel and refreshes its round announcer at once, so an agent connected to any
-process hears of a round started on another within a moment.
+store NOTIFYs in the transaction that makes the change, so the notification leaves only
+at commit: ``ROUNDS_CHANNEL`` when a round opens or closes, ``PRACTICES_CHANNEL`` (with
+the practice id) when a practice is revoked or enrolled again. Each process holds one
+extra connection that LISTENs on both and hands each notification to its handler, so an
+agent connected to any process hears of a round started on another within a moment, and
+a revoked practice's stream is closed by every process at once.
 
 Polling stays as the fallback: a notification missed while the listener reconnects (a
-database restart) is made up when it reconnects, and by the announcer's poll. SQLite has
-no notifications and serves one process: there the poll alone is enough.
+database restart) is made up when it reconnects (``on_connect``), and by the
+announcer's poll. SQLite has no notifications and serves one process: there the poll
+alone is enough.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import psycopg
 import sqlalchemy as sa
 
-from coordinator.store import ROUNDS_CHANNEL, Store
+from coordinator.store import Store
 
 log = logging.getLogger("fedpeer.coordinator")
 
-OnChange = Callable[[], Awaitable[None]]
+OnConnect = Callable[[], Awaitable[None]]
+OnNotify = Callable[[str], Awaitable[None]]  # called with the notification's payload
 
 
 def conninfo(url: str) -> str:
@@ -36,10 +40,10 @@ def conninfo(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class RoundListener:
-    """One LISTEN connection per process, reconnecting with backoff, calling ``on_change``.
+class StoreListener:
+    """One LISTEN connection per process, reconnecting with backoff, calling the handlers.
 
-    ``on_change`` must not raise: a store outage is its own to log.
+    The handlers must not raise: a store outage is their own to log.
     """
 
     def __init__(
@@ -54,22 +58,25 @@ class RoundListener:
         self._max_retry = max_retry_seconds
         self._ping = ping_seconds  # an idle LISTEN connection is checked this often
 
-    async def listen_forever(self, on_change: OnChange) -> None:
-        """Call ``on_change`` at each notification, reconnecting when the database goes."""
+    async def listen_forever(self, handlers: Mapping[str, OnNotify], on_connect: OnConnect) -> None:
+        """At each notification on a channel of ``handlers``, call that channel's handler
+        with its payload; at each (re)connection, ``on_connect``. Reconnects when the
+        database goes."""
         delay = self._retry
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, connect_timeout=10
                 ) as conn:
-                    await conn.execute(f"LISTEN {ROUNDS_CHANNEL}")
-                    log.info("event=listening channel=%s", ROUNDS_CHANNEL)
+                    for channel in handlers:
+                        await conn.execute(f"LISTEN {channel}")
+                    log.info("event=listening channels=%s", ",".join(handlers))
                     delay = self._retry
                     # Whatever changed while this process was not listening counts too.
-                    await on_change()
+                    await on_connect()
                     while True:
-                        async for _ in conn.notifies(timeout=self._ping):
-                            await on_change()
+                        async for notify in conn.notifies(timeout=self._ping):
+                            await handlers[notify.channel](notify.payload)
                         # Quiet for a while: make sure the connection is still there.
                         await conn.execute("SELECT 1")
             except (psycopg.Error, OSError) as exc:
@@ -79,8 +86,8 @@ class RoundListener:
             delay = min(delay * 2, self._max_retry)
 
 
-def round_listener(store: Store) -> RoundListener | None:
-    """A listener for ``store``'s round changes, or None where the database has none."""
+def store_listener(store: Store) -> StoreListener | None:
+    """A listener for ``store``'s notifications, or None where the database has none."""
     if sa.make_url(store.url).get_backend_name() != "postgresql":
         return None
-    return RoundListener(store.url)
+    return StoreListener(store.url)

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import sys
+import threading
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -268,13 +269,70 @@ class CaKeyOffline(StoreError):
     """The running coordinator holds no CA key (encrypted and not unlocked, or offline)."""
 
 
+class SignerInHome:
+    """The signing key in a home's files as they are now: taken again when they change.
+
+    ``signing-key rotate`` replaces ``signing.key`` and ``signing.crt`` (each atomically,
+    one after the other); an operator copies the pair into each host's home the same way.
+    Before each signature the coordinator looks at both files (two ``stat`` calls, no
+    read): when either changed, it reads them again and signs with the new key from that
+    signature on, once the CA certifies it and the certificate matches the key. A pair
+    caught half-copied is not taken (the old key keeps signing: agents accept any signer
+    the CA certified) and is looked at again at its next change.
+    """
+
+    def __init__(self, home: CoordinatorHome, ca_cert: x509.Certificate, signer: SigningIdentity):
+        self._home, self._ca_cert = home, ca_cert
+        self._paths = (str(home.signing_key), str(home.signing_cert))  # stat is faster on str
+        self._signer = signer
+        self._seen = self._stamp()
+        self._lock = threading.Lock()
+
+    def _stamp(self) -> tuple[tuple[int, int, int], ...]:
+        stamps = []
+        for path in self._paths:
+            try:
+                found = os.stat(path)
+            except FileNotFoundError:
+                stamps.append((0, 0, 0))
+            else:
+                stamps.append((found.st_ino, found.st_mtime_ns, found.st_size))
+        return tuple(stamps)
+
+    def current(self) -> SigningIdentity:
+        """The signer to sign with now."""
+        stamp = self._stamp()
+        if stamp == self._seen:
+            return self._signer
+        with self._lock:  # one reader; a thread that finds it done signs with its result
+            if stamp != self._seen:
+                self._seen = stamp
+                self._take()
+        return self._signer
+
+    def _take(self) -> None:
+        try:
+            signer = _certified_signer(self._home, self._ca_cert)
+        except IdentityError as exc:
+            log.warning("event=signing_key_not_taken reason=%s", exc)
+            return
+        if signer.certificate_der != self._signer.certificate_der:
+            self._signer = signer
+            log.info("event=signing_key_taken certificate=%s", fingerprint(signer.cert)[:16])
+
+
 @dataclass(frozen=True)
 class CoordinatorKeys:
     """What a running coordinator serves with: the CA certificate, the signer, maybe the CA."""
 
     cert: x509.Certificate
-    signer: SigningIdentity
+    signer_in_home: SignerInHome
     authority: CertificateAuthority | None = None  # None: the CA key was not unlocked
+
+    @property
+    def signer(self) -> SigningIdentity:
+        """The signing key and certificate to sign with now (``SignerInHome``)."""
+        return self.signer_in_home.current()
 
     @property
     def cert_pem(self) -> bytes:
@@ -292,7 +350,8 @@ def rotate_signer(home: CoordinatorHome, ca: CertificateAuthority) -> SigningIde
     """Issue a new signing key and certificate and put them in place of the old ones.
 
     Receipts already signed keep verifying: each is stored with its signer's certificate.
-    A running coordinator takes the new key when it next starts.
+    A coordinator serving from ``home`` signs with the new key from its next signature
+    (``SignerInHome``).
     """
     signer = ca.issue_signer()
     for path, data in (
@@ -305,17 +364,20 @@ def rotate_signer(home: CoordinatorHome, ca: CertificateAuthority) -> SigningIde
     return signer
 
 
-def _signer_problem(home: CoordinatorHome, ca_cert: x509.Certificate) -> str | None:
-    if not home.signing_key.exists() or not home.signing_cert.exists():
-        return f"{home.root} holds no signing key"
+def _certified_signer(home: CoordinatorHome, ca_cert: x509.Certificate) -> SigningIdentity:
+    """The home's signer, each file read once, when ``ca_cert`` certified it; else IdentityError."""
     try:
-        signer = signer_from_pem(home.signing_key.read_bytes(), home.signing_cert.read_bytes())
+        key_pem, cert_pem = home.signing_key.read_bytes(), home.signing_cert.read_bytes()
+    except FileNotFoundError:
+        raise IdentityError(f"{home.root} holds no signing key") from None
+    try:
+        signer = signer_from_pem(key_pem, cert_pem)
         certified = verify_signer(signer.cert, ca_cert)
     except IdentityError as exc:
-        return f"{home.signing_cert}: {exc}"
+        raise IdentityError(f"{home.signing_cert}: {exc}") from None
     if certified.public_bytes_raw() != signer.key.public_key().public_bytes_raw():
-        return f"{home.signing_cert} does not certify {home.signing_key}"
-    return None
+        raise IdentityError(f"{home.signing_cert} does not certify {home.signing_key}")
+    return signer
 
 
 def _expires_soon(signer: SigningIdentity) -> bool:
@@ -345,19 +407,21 @@ def load_keys(home: CoordinatorHome, passphrase: bytes | None = None) -> Coordin
             authority = home.load_ca(passphrase)
     if authority is None:
         log.warning("event=ca_key_offline enrolment=refused signing=%s", home.signing_key.name)
-    problem = _signer_problem(home, ca_cert)
-    if problem is None:
-        signer = signer_from_pem(home.signing_key.read_bytes(), home.signing_cert.read_bytes())
+    try:
+        signer = _certified_signer(home, ca_cert)
+    except IdentityError as exc:
+        if authority is None:
+            raise IdentityError(
+                f"{exc}: run `fedpeer-coordinator signing-key rotate` (it needs the CA key)"
+            ) from None
+    else:
         if not _expires_soon(signer):
-            return CoordinatorKeys(ca_cert, signer, authority)
+            return CoordinatorKeys(ca_cert, SignerInHome(home, ca_cert, signer), authority)
         if authority is None:
             log.warning(
                 "event=signing_key_expiring until=%s: run `fedpeer-coordinator signing-key rotate`",
                 f"{signer.cert.not_valid_after_utc:%Y-%m-%d}",
             )
-            return CoordinatorKeys(ca_cert, signer, authority)
-    elif authority is None:
-        raise IdentityError(
-            f"{problem}: run `fedpeer-coordinator signing-key rotate` (it needs the CA key)"
-        )
-    return CoordinatorKeys(ca_cert, rotate_signer(home, authority), authority)
+            return CoordinatorKeys(ca_cert, SignerInHome(home, ca_cert, signer), authority)
+    signer = rotate_signer(home, authority)
+    return CoordinatorKeys(ca_cert, SignerInHome(home, ca_cert, signer), authority)

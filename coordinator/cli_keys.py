@@ -2,8 +2,10 @@
 
 ``rotate`` issues a new Ed25519 signing key and certificate; it needs the CA key, so it
 asks for the CA key's passphrase (or reads ``FEDPEER_CA_PASSPHRASE``), and it is where an
-operator who keeps the CA key offline brings it in. A running coordinator takes the new
-key when it next starts. ``show`` says which signer is in place and until when.
+operator who keeps the CA key offline brings it in. A coordinator serving from this home
+signs with the new key from its next round or receipt, without a restart
+(``ca.SignerInHome``); one serving from a copy of the home, once the two files are copied
+there. ``show`` says which signer is in place and until when.
 """
 
 from __future__ import annotations
@@ -36,13 +38,15 @@ def register(app: typer.Typer, home_option: Any) -> None:
 
     @keys.command()
     def rotate(home: Path = home_option) -> None:
-        """Issue a new signing key with the CA key; restart `serve` to use it."""
+        """Issue a new signing key with the CA key; `serve` signs with it from the next round."""
         coord_home = CoordinatorHome(existing_home(home, "coordinator", "fedpeer-coordinator init"))
         signer = rotate_signer(coord_home, coord_home.load_ca())
         console.print(f"New signing key in {coord_home.signing_key}: {_describe(signer)}")
         console.print(
-            "Restart `fedpeer-coordinator serve` to sign with it; receipts signed before keep "
-            "verifying (each is stored with its signer's certificate)."
+            "A coordinator serving from this home signs with it from its next round or "
+            "receipt, with no restart; copy signing.key and signing.crt into the home of each "
+            "other host. Receipts signed before keep verifying (each is stored with its "
+            "signer's certificate)."
         )
 
     @keys.command()

@@ -101,7 +101,9 @@ KEYS: dict[str, Key] = {
     "db_url": Key(_text, None, "SQLAlchemy URL of the store (default: SQLite in the home)"),
     "metrics_host": Key(_text, "127.0.0.1", "address the /metrics endpoint listens on"),
     "metrics_port": Key(_optional_port, None, "port of /metrics (unset: no endpoint)"),
-    "announce_poll_seconds": Key(_seconds(0, True), 5.0, "how often open rounds are re-read"),
+    "announce_poll_seconds": Key(
+        _seconds(0, True), 5.0, "how often open rounds are re-read and open streams checked"
+    ),
     "grace_seconds": Key(_seconds(0, False), 5.0, "time calls in flight get at shutdown"),
     "study_step_seconds": Key(_seconds(0, True), 300.0, "a study stage's time limit"),
     "study_tick_seconds": Key(_seconds(0, True), 1.0, "how often the study clock looks"),

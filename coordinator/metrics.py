@@ -11,6 +11,9 @@ written here in a few lines rather than taken from a dependency:
 - ``fedpeer_connected_agents``: agents holding a ``WatchRounds`` stream open;
 - ``fedpeer_submissions_received_total``, ``fedpeer_refusals_received_total``: answers
   the coordinator acknowledged since it started;
+- ``fedpeer_stream_wakeups_total``: round streams woken, by ``reason`` (``rounds``: the
+  open rounds changed; ``not_served``: the practice was revoked or enrolled again, and
+  only its streams are woken, to close);
 - ``fedpeer_rounds``: rounds by state, read from the store at each scrape, and
   ``fedpeer_store_up`` (0 when that read failed).
 
@@ -200,6 +203,12 @@ class CoordinatorMetrics:
         self.refusals = Counter(
             "fedpeer_refusals_received_total", "Refusals of a round acknowledged."
         )
+        self.stream_wakeups = Counter(
+            "fedpeer_stream_wakeups_total",
+            "Round streams woken: to announce a change of rounds, or to close the stream of"
+            " a practice revoked or enrolled again.",
+            ("reason",),
+        )
         self.start_time = Gauge(
             "fedpeer_coordinator_start_time_seconds", "When the coordinator started (Unix time)."
         )
@@ -243,6 +252,7 @@ class CoordinatorMetrics:
             self.connected_agents,
             self.submissions,
             self.refusals,
+            self.stream_wakeups,
             rounds,
             store_up,
             self.start_time,

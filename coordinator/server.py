@@ -27,7 +27,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from coordinator.announce import round_listener
+from coordinator.announce import store_listener
 from coordinator.ca import CoordinatorHome, CoordinatorKeys, load_keys
 from coordinator.group_commit import GroupCommit
 from coordinator.metrics import CoordinatorMetrics, MetricsInterceptor, MetricsServer
@@ -163,7 +163,10 @@ async def start_coordinator(
     # Send the CA with the leaf: an enrolling agent finds it in the handshake and checks it
     # against the fingerprint in its token before it trusts anything.
     cert_pem = home.server_cert.read_bytes() + ca.cert_pem
-    announcer = RoundAnnouncer(store, config.announce_poll_seconds, round_listener(store))
+    metrics = CoordinatorMetrics(store)
+    announcer = RoundAnnouncer(
+        store, config.announce_poll_seconds, store_listener(store), metrics.stream_wakeups
+    )
     writer = GroupCommit(store)
     network_policy = config.network_policy or home.network_policy()
     check = document_check or (check_document if config.check_releases else None)
@@ -181,7 +184,6 @@ async def start_coordinator(
     )
 
     health_servicer = health.aio.HealthServicer()
-    metrics = CoordinatorMetrics(store)
     counted = MetricsInterceptor(metrics)  # outermost: it sees refusals by the others too
     main = grpc.aio.server(
         options=server_options(),
@@ -193,9 +195,7 @@ async def start_coordinator(
         ],
     )
     agent_pb2_grpc.add_AgentServicer_to_server(
-        AgentServicer(
-            store, ca, announcer, book, check, step, config.announce_poll_seconds, writer
-        ),
+        AgentServicer(store, ca, announcer, book, check, step, writer),
         main,
     )
     admin_servicer = AdminServicer(store, ca, announcer, network_policy, book, step)
@@ -215,7 +215,7 @@ async def start_coordinator(
         maximum_concurrent_rpcs=ENROLMENT_MAX_CONCURRENT_RPCS,
     )
     enrolment_pb2_grpc.add_EnrolmentServicer_to_server(
-        EnrolmentServicer(store, ca, network_policy), enrol
+        EnrolmentServicer(store, ca, network_policy, announcer.practice_changed), enrol
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, enrol)
     enrol_port = _bind(enrol, config.host, config.enrol_port, server_credentials(key_pem, cert_pem))

@@ -188,12 +188,21 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # Where the store tells other coordinator processes that a round opened or closed
 # (coordinator.announce listens). PostgreSQL only; delivered when the transaction commits.
 ROUNDS_CHANNEL = "fedpeer_rounds"
+# Where it tells them that a practice's certificate changed (revoked, or enrolled again):
+# the payload is the practice id, nothing else.
+PRACTICES_CHANNEL = "fedpeer_practices"
 
 
 def rounds_changed(conn: sa.Connection) -> None:
     """Tell every process sharing this PostgreSQL store, at commit, that rounds changed."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"NOTIFY {ROUNDS_CHANNEL}")
+
+
+def practice_changed(conn: sa.Connection, practice_id: str) -> None:
+    """Tell every process sharing this PostgreSQL store, at commit, which practice changed."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_notify(PRACTICES_CHANNEL, practice_id)))
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
@@ -318,7 +327,8 @@ class Store:
                 .where(practices.c.practice_id == practice_id)
                 .values(cert_fingerprint=cert_fingerprint, enrolled_at=now, revoked=False)
             )
-        self._forget_practices()
+            practice_changed(conn, practice_id)  # a certificate it replaces is cut everywhere
+        self.forget_practices()
         return practice_id
 
     def practice(self, practice_id: str, max_age: float = 0.0) -> PracticeRecord | None:
@@ -327,10 +337,11 @@ class Store:
         With ``max_age`` every practice is read in one query and kept that long, so that
         thousands of agents' calls do not each read the database. Enrolment and
         revocation through this store take effect at once whatever the age (they forget
-        what was read); through another process sharing the database, within ``max_age``.
+        what was read); through another process sharing a PostgreSQL database, at its
+        notification on ``PRACTICES_CHANNEL`` (the handler calls ``forget_practices``).
         """
         if max_age > 0:
-            return self._recent_practices(max_age).get(practice_id)
+            return self.recent_practices(max_age).get(practice_id)
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(practices).where(practices.c.practice_id == practice_id)
@@ -341,7 +352,8 @@ class Store:
         """True when ``practice(..., max_age)`` would answer from memory, without a query."""
         return time.monotonic() - self._practices[0] < max_age
 
-    def _recent_practices(self, max_age: float) -> dict[str, PracticeRecord]:
+    def recent_practices(self, max_age: float) -> dict[str, PracticeRecord]:
+        """Every practice by id, as read here at most ``max_age`` seconds ago (one query)."""
         read_at, records = self._practices
         if time.monotonic() - read_at < max_age:
             return records
@@ -355,7 +367,8 @@ class Store:
                 self._practices = (read_at, records)
             return records
 
-    def _forget_practices(self) -> None:
+    def forget_practices(self) -> None:
+        """Read the practices again at the next ``practice(..., max_age)``."""
         self._practice_epoch += 1
         self._practices = (-math.inf, {})
 
@@ -375,7 +388,8 @@ class Store:
             )
             if done.rowcount != 1:
                 raise StoreError(f"no practice {practice_id}")
-        self._forget_practices()
+            practice_changed(conn, practice_id)
+        self.forget_practices()
         record = self.practice(practice_id)
         assert record is not None
         return record

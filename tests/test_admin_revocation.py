@@ -71,7 +71,7 @@ async def test_revoking_a_practice_closes_its_stream_at_once(
             assert time.monotonic() - revoked_at < AT_ONCE
             assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert "revoked" in (caught.value.details() or "")
-            # The other practice's stream is woken too, re-checks, and stays open.
+            # The other practice's stream was not touched, and stays open.
             second = await adm.start_round(AS_OF, DEFINITIONS)
             assert (await asyncio.wait_for(bystander.read(), 10)).round_id == second.round_id
 

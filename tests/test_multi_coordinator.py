@@ -44,14 +44,15 @@ def _admin(served: Served) -> AdminClient:
 
 
 @contextlib.contextmanager
-def _two_processes(tmp_path: Path, url: str) -> Iterator[tuple[Served, Served]]:
-    """Processes A and B serving one database with the same keys, as on two hosts."""
+def _two_processes(tmp_path: Path, url: str, *args: str) -> Iterator[tuple[Served, Served]]:
+    """Processes A and B serving one database with the same keys, as on two hosts
+    (``args`` added to both ``serve`` commands)."""
     home_a = init_home(tmp_path / "a")
     shutil.copytree(home_a, tmp_path / "b")  # the same CA and keys on the second "host"
     env = {"FEDPEER_COORDINATOR_ANNOUNCE_POLL_SECONDS": POLL_SECONDS}
     with (
-        serving(home_a, "--db", url, env=env) as a,
-        serving(tmp_path / "b", "--db", url, env=env) as b,
+        serving(home_a, "--db", url, *args, env=env) as a,
+        serving(tmp_path / "b", "--db", url, *args, env=env) as b,
     ):
         yield a, b
 

@@ -160,7 +160,7 @@ class AdminServicer(AdminStudyMethods, AdminOversightMethods, admin_pb2_grpc.Adm
     ) -> admin_pb2.Practice:
         """Refuse a practice's certificate from now on."""
         record = await asyncio.to_thread(self._store.revoke_practice, request.practice_id)
-        self._announcer.wake()  # its open round stream re-checks, and closes, now
+        await self._announcer.practice_changed(request.practice_id, record)  # its streams close
         log.info("event=revoked practice=%s", request.practice_id)
         return _practice(record)
 

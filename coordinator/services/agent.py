@@ -6,25 +6,30 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import grpc
 
 from coordinator import rounds
-from coordinator.announce import RoundListener
+from coordinator.announce import StoreListener
 from coordinator.background import stop_task
 from coordinator.ca import CoordinatorKeys
 from coordinator.group_commit import GroupCommit
-from coordinator.services import domain_errors, transient
+from coordinator.metrics import Counter
+from coordinator.services import domain_errors
 from coordinator.services.auth import (
+    ENROLMENT_FRESH_SECONDS,
     calling_certificate,
     calling_peer,
     calling_practice,
     enrolment_refusal,
+    refusal_of,
 )
 from coordinator.services.studies import AgentStudyMethods
 from coordinator.services.version import knows_signer
-from coordinator.store import Store
+from coordinator.store import PRACTICES_CHANNEL, ROUNDS_CHANNEL, PracticeRecord, Store
 from coordinator.studies import StudyBook
 from fedpeer import wire
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2
@@ -32,24 +37,55 @@ from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 log = logging.getLogger("fedpeer.coordinator")
 
 
+class Wakeup(StrEnum):
+    """Why a round stream was woken: the label of ``fedpeer_stream_wakeups_total``."""
+
+    ROUNDS = "rounds"  # the open rounds changed: it announces the new ones
+    NOT_SERVED = "not_served"  # its certificate is revoked or replaced: it closes
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    """One open round stream: whose, with which certificate, its wake-up, why it must close."""
+
+    practice_id: str
+    fingerprint: str
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+    refusal: str | None = None
+
+
 class RoundAnnouncer:
-    """The open rounds, kept fresh by one poller per process, and a wake-up on change.
+    """The open rounds and this process's open round streams, which it wakes.
 
     One background task reads the store every ``poll_seconds`` instead of every
     subscribed agent querying it; a round opened here is announced at once via
     ``refresh``. A round opened or closed by another process sharing a PostgreSQL store
-    is announced at once too when a ``listener`` (coordinator.announce) calls ``refresh``
-    on its notification, and at the next poll otherwise.
+    is announced at once too when the ``listener`` (coordinator.announce) hears of it,
+    and at the next poll otherwise.
+
+    Streams are kept by practice, so a practice revoked or enrolled again
+    (``practice_changed``, called by the revoking call here and by the listener for a
+    change made through another process) closes that practice's streams only: no other
+    stream is woken and no stream reads the store. The poll (and the listener's
+    reconnection) also looks over every open stream against one read of the practices:
+    the fallback for a notification missed.
     """
 
     def __init__(
-        self, store: Store, poll_seconds: float = 5.0, listener: RoundListener | None = None
+        self,
+        store: Store,
+        poll_seconds: float = 5.0,
+        listener: StoreListener | None = None,
+        wakeups: Counter | None = None,
     ) -> None:
         self._store = store
         self._poll = poll_seconds
         self._listener = listener
         self._open: tuple[tuple[str, dt.date], ...] = ()
-        self._changed = asyncio.Event()
+        self._streams: dict[str, set[Subscription]] = {}
+        self._wakeups = wakeups or Counter("stream_wakeups", "", ("reason",))
+        for reason in Wakeup:
+            self._wakeups.inc(reason, amount=0)  # each series shown from the start
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -57,15 +93,68 @@ class RoundAnnouncer:
         """The open rounds as last read: (round id, reference date), oldest first."""
         return self._open
 
-    @property
-    def changed(self) -> asyncio.Event:
-        """An event set at the next change; take it before reading ``open_rounds``."""
-        return self._changed
+    @contextlib.contextmanager
+    def subscribe(self, practice_id: str, fingerprint: str) -> Iterator[Subscription]:
+        """A stream of ``practice_id`` under certificate ``fingerprint``, open for the block."""
+        subscription = Subscription(practice_id, fingerprint)
+        self._streams.setdefault(practice_id, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            mine = self._streams[practice_id]
+            mine.discard(subscription)
+            if not mine:
+                del self._streams[practice_id]
 
     def wake(self) -> None:
-        """Wake every subscriber without a change of rounds: each re-checks its practice."""
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+        """Wake every open stream: the open rounds changed."""
+        woken = 0
+        for subscriptions in self._streams.values():
+            for subscription in subscriptions:
+                subscription.woken.set()
+                woken += 1
+        self._wakeups.inc(Wakeup.ROUNDS, amount=woken)
+
+    def _close_unserved(self, practice_id: str, record: PracticeRecord | None) -> None:
+        """Close the practice's streams whose certificate ``record`` no longer serves."""
+        for subscription in self._streams.get(practice_id, ()):
+            if subscription.refusal is not None:
+                continue  # already closing
+            refusal = refusal_of(practice_id, subscription.fingerprint, record)
+            if refusal is not None:
+                subscription.refusal = refusal
+                subscription.woken.set()
+                self._wakeups.inc(Wakeup.NOT_SERVED)
+
+    async def practice_changed(
+        self, practice_id: str, record: PracticeRecord | None = None
+    ) -> None:
+        """A practice was revoked or enrolled again: every call and stream of it sees it now.
+
+        The enrolment check's recent read is forgotten, and the practice's open streams
+        whose certificate is no longer served are closed. ``record`` is the practice as
+        it is now when the caller holds it; otherwise it is read (one query) only when
+        this process holds a stream of it. Never raises: when the store cannot answer,
+        the next poll's ``sweep`` closes the stream.
+        """
+        self._store.forget_practices()
+        if practice_id not in self._streams:
+            return
+        if record is None:
+            try:
+                record = await asyncio.to_thread(self._store.practice, practice_id)
+            except Exception as exc:
+                log.warning("event=practice_changed_failed reason=%s", type(exc).__name__)
+                return
+        self._close_unserved(practice_id, record)
+
+    async def sweep(self) -> None:
+        """Close every open stream whose certificate is no longer served: one read at most."""
+        if not self._streams:
+            return
+        records = await asyncio.to_thread(self._store.recent_practices, ENROLMENT_FRESH_SECONDS)
+        for practice_id in list(self._streams):
+            self._close_unserved(practice_id, records.get(practice_id))
 
     async def refresh(self) -> None:
         """Re-read the open rounds and wake subscribers when they changed."""
@@ -74,15 +163,28 @@ class RoundAnnouncer:
             self._open = now_open
             self.wake()
 
-    async def _refresh_or_log(self) -> None:
+    async def _logged(self, step: Callable[[], Awaitable[None]], what: str) -> None:
         try:
-            await self.refresh()
+            await step()
         except Exception as exc:  # a store outage must not end announcements for good
-            log.warning("event=announce_refresh_failed reason=%s", type(exc).__name__)
+            log.warning("event=%s_failed reason=%s", what, type(exc).__name__)
+
+    async def _look(self) -> None:
+        """The fallback: the open rounds, and every open stream's certificate, once."""
+        await self._logged(self.refresh, "announce_refresh")
+        await self._logged(self.sweep, "stream_sweep")
+
+    async def _caught_up(self) -> None:
+        """At the listener's (re)connection: whatever changed while it was not listening."""
+        self._store.forget_practices()
+        await self._look()
+
+    async def _heard_of_rounds(self, payload: str) -> None:
+        await self._logged(self.refresh, "announce_refresh")
 
     async def _poll_forever(self) -> None:
         while True:
-            await self._refresh_or_log()
+            await self._look()
             await asyncio.sleep(self._poll)
 
     async def start(self) -> None:
@@ -90,9 +192,12 @@ class RoundAnnouncer:
         await self.refresh()
         self._tasks.append(asyncio.create_task(self._poll_forever()))
         if self._listener is not None:
-            self._tasks.append(
-                asyncio.create_task(self._listener.listen_forever(self._refresh_or_log))
-            )
+            handlers = {
+                ROUNDS_CHANNEL: self._heard_of_rounds,
+                PRACTICES_CHANNEL: self.practice_changed,
+            }
+            listening = self._listener.listen_forever(handlers, self._caught_up)
+            self._tasks.append(asyncio.create_task(listening))
 
     async def stop(self) -> None:
         """Stop the background poller and the listener."""
@@ -112,7 +217,6 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         studies: StudyBook,
         check: rounds.DocumentCheck | None = None,
         step_seconds: float = 300.0,
-        recheck_seconds: float = 10.0,
         writer: GroupCommit | None = None,
     ) -> None:
         self._store = store
@@ -122,34 +226,34 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
         self._check = check
         self._studies = studies
         self._step_seconds = step_seconds
-        self._recheck_seconds = recheck_seconds  # how soon a revoked stream is closed
 
     @domain_errors
     async def WatchRounds(
         self, request: agent_pb2.WatchRoundsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.RoundAnnouncement]:
-        """Announce the open rounds, then each new one, until the agent hangs up."""
+        """Announce the open rounds, then each new one, until the agent hangs up.
+
+        A practice revoked (or enrolled again elsewhere) loses its open stream: the
+        announcer closes it (``RoundAnnouncer.practice_changed``).
+        """
         practice_id, peer = calling_practice(), calling_peer()
         log.info("event=watching practice=%s", practice_id)
         sent: set[str] = set()
-        while True:
-            changed = self._announcer.changed  # before reading, so no change is missed
-            for round_id, as_of in self._announcer.open_rounds:
-                if round_id not in sent:
-                    sent.add(round_id)
-                    yield agent_pb2.RoundAnnouncement(round_id=round_id, as_of=as_of.isoformat())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), self._recheck_seconds)
-            # A practice revoked (or enrolled again elsewhere) loses its open stream too.
-            try:
-                refused = await enrolment_refusal(self._store, peer)
-            except Exception as exc:
-                if not transient(exc):
-                    raise
-                continue  # the store is down for a moment: keep the stream, look again later
-            if refused is not None:
-                log.info("event=stream_closed practice=%s reason=not enrolled", practice_id)
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+        with self._announcer.subscribe(practice_id, peer.fingerprint) as subscription:
+            # Revoked between the call's check and the subscription: closed here.
+            refused = await enrolment_refusal(self._store, peer)
+            while refused is None:
+                subscription.woken.clear()  # before reading, so no change is missed
+                for round_id, as_of in self._announcer.open_rounds:
+                    if round_id not in sent:
+                        sent.add(round_id)
+                        yield agent_pb2.RoundAnnouncement(
+                            round_id=round_id, as_of=as_of.isoformat()
+                        )
+                await subscription.woken.wait()
+                refused = subscription.refusal
+        log.info("event=stream_closed practice=%s reason=not enrolled", practice_id)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
 
     @domain_errors
     async def ListOpenRounds(

@@ -22,7 +22,7 @@ from cryptography import x509
 
 from coordinator.admins import admin_seen
 from coordinator.services import abort_unavailable, before_call, refusals_log, transient
-from coordinator.store import Store
+from coordinator.store import PracticeRecord, Store
 from fedpeer.errors import IdentityError
 from fedpeer.identity import (
     ROLE_ADMIN,
@@ -90,20 +90,28 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def refusal_of(
+    practice_id: str, certificate_fingerprint: str, record: PracticeRecord | None
+) -> str | None:
+    """Why a practice's certificate is not served (revoked, replaced), given its record; or None."""
+    if record is None or record.cert_fingerprint != certificate_fingerprint:
+        return f"practice {practice_id}: this certificate is not the one enrolled"
+    if record.revoked:
+        return f"practice {practice_id} has been revoked"
+    return None
+
+
 def not_enrolled(store: Store, peer: Peer) -> str | None:
     """Why a practice's certificate is no longer served (revoked, replaced), or None.
 
-    Checked at every call, and again while a round stream stays open, against what the
-    store read at most ``ENROLMENT_FRESH_SECONDS`` ago, all practices in one query (a
-    revocation made through this process applies at once; through another replica,
-    within that time).
+    Checked at every call against what the store read at most ``ENROLMENT_FRESH_SECONDS``
+    ago, all practices in one query. A revocation forgets that read at once, through this
+    process or, sharing a PostgreSQL store, through another (its notification); the age
+    bounds only a notification missed while the listener reconnected.
     """
-    record = store.practice(peer.name, max_age=ENROLMENT_FRESH_SECONDS)
-    if record is None or record.cert_fingerprint != peer.fingerprint:
-        return f"practice {peer.name}: this certificate is not the one enrolled"
-    if record.revoked:
-        return f"practice {peer.name} has been revoked"
-    return None
+    return refusal_of(
+        peer.name, peer.fingerprint, store.practice(peer.name, max_age=ENROLMENT_FRESH_SECONDS)
+    )
 
 
 async def enrolment_refusal(store: Store, peer: Peer) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -28,10 +29,18 @@ log = logging.getLogger("fedpeer.coordinator")
 class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServicer):
     """Issues practice certificates against one-time tokens."""
 
-    def __init__(self, store: Store, ca: CoordinatorKeys, network_policy: DisclosurePolicy) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ca: CoordinatorKeys,
+        network_policy: DisclosurePolicy,
+        enrolled: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._store = store
         self._ca = ca
         self._network_policy = network_policy
+        # Told of each enrolment: the stream of a certificate it replaces closes at once.
+        self._enrolled = enrolled
 
     @domain_errors
     async def Enrol(
@@ -43,6 +52,8 @@ class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServicer):
             enrolment.enrol, self._store, issuer, request.token, request.csr_pem
         )
         log.info("event=enrolled practice=%s cert=%s", practice_id, fingerprint(cert)[:16])
+        if self._enrolled is not None:
+            await self._enrolled(practice_id)
         return enrolment_pb2.EnrolResponse(
             practice_id=practice_id,
             certificate_pem=cert_to_pem(cert).decode(),
