@@ -90,7 +90,13 @@ async def test_an_approval_given_while_following_is_sent_within_a_minute(tmp_pat
             assert running.store.signed_release(round_.round_id, PRACTICE) is None
             await asyncio.to_thread(_airlock, "approve", round_.round_id, "--home", str(home))
             took = await _wait_for(running, round_.round_id, "submitted", 60)
-        entry = agent.outbox.get(round_.round_id)
+            # The coordinator stores before it answers: the agent records the receipt a
+            # moment after the store shows the submission.
+            for _ in range(100):
+                entry = agent.outbox.get(round_.round_id)
+                if entry is not None and entry.state == Delivery.ACKNOWLEDGED:
+                    break
+                await asyncio.sleep(0.1)
         assert entry is not None and entry.state == Delivery.ACKNOWLEDGED and entry.receipt
         print(f"approval to receipt: {took:.1f} s")
     finally:
