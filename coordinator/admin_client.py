@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import astuple
 from types import TracebackType
 from typing import Self
 
 import grpc
-import pandas as pd
 
+from coordinator import comparison_document
 from coordinator.ca import CoordinatorHome
-from coordinator.store import FRAME_COLUMNS
+from coordinator.comparisons import Comparison
 from fedpeer import wire
 from fedpeer.channel import secure_channel, translate
 from fedpeer.collection import DefinitionDocument, Round
-from fedpeer.errors import CoordinatorUnreachable
+from fedpeer.errors import CoordinatorUnreachable, FedpeerError
 from fedpeer.v1 import admin_pb2, admin_pb2_grpc
 
 TIMEOUT = 30.0
@@ -180,11 +179,21 @@ class AdminClient(ServiceClient):
 
     async def comparisons(self, round_id: str) -> list[admin_pb2.PracticeRow]:
         """The released rows of a round with their practices."""
+        return list((await self._comparisons(round_id)).rows)
+
+    async def comparison(self, round_id: str) -> Comparison:
+        """The round's comparison as the coordinator holds it (stored once it closed)."""
+        document = (await self._comparisons(round_id)).comparison
+        if not document:
+            raise FedpeerError("the coordinator is older than this command: upgrade it")
+        return comparison_document.load(document)
+
+    async def _comparisons(self, round_id: str) -> admin_pb2.GetComparisonsResponse:
         response = await self._call(
             "GetComparisons", admin_pb2.GetComparisonsRequest(round_id=round_id)
         )
         assert isinstance(response, admin_pb2.GetComparisonsResponse)
-        return list(response.rows)
+        return response
 
     # -- studies ------------------------------------------------------------------------
 
@@ -272,18 +281,3 @@ class AdminClient(ServiceClient):
         response = await self._call(method, request)
         assert isinstance(response, admin_pb2.StudySummary)
         return response
-
-
-def rows_frame(rows: Iterable[admin_pb2.PracticeRow]) -> pd.DataFrame:
-    """Released rows from the wire as the store's frame (``Store.released_rows_frame``)."""
-    records = []
-    for item in rows:
-        row = wire.row_from_proto(item.row)
-        records.append((item.practice_id, item.practice_name, item.locality, *astuple(row)))
-    frame = pd.DataFrame(records, columns=list(FRAME_COLUMNS))
-    for name in ("numerator", "denominator", "count"):
-        frame[name] = frame[name].astype("Int64")
-    for name in ("mean", "value"):
-        frame[name] = frame[name].astype("float64")
-    frame["suppressed"] = frame["suppressed"].astype(bool)
-    return frame

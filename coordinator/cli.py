@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from rich.table import Column, Table
 
 from coordinator import cli_keys, cli_rounds
-from coordinator.admin_client import AdminClient, recorded_address, rows_frame
+from coordinator.admin_client import AdminClient, recorded_address
 from coordinator.backup import backup, restore
 from coordinator.ca import (
     CA_PASSPHRASE_ENV,
@@ -33,7 +33,6 @@ from coordinator.ca import (
 )
 from coordinator.cli_report import report_command
 from coordinator.cli_stats import stats_app
-from coordinator.comparisons import build_comparison
 from coordinator.config import KEYS as CONFIG_KEYS
 from coordinator.config import load_config
 from coordinator.console import print_comparison_table
@@ -366,14 +365,12 @@ def comparisons(
     home: Path = HOME,
     coordinator: str | None = COORDINATOR,
 ) -> None:
-    """Compare the practices that released results in a round."""
-    rows = _admin_call(home, coordinator, lambda c: c.comparisons(round_id))
-    frame = rows_frame(rows)
-    if not frame.empty:
-        comparison = build_comparison(frame, round_label=round_id)
-        print_comparison_table(comparison, console)
+    """Compare the practices that released results in a round (as stored once it closed)."""
+    comparison = _admin_call(home, coordinator, lambda c: c.comparison(round_id))
+    if not comparison.indicators:
+        console.print(f"Round {round_id} has no released results yet.")
         return
-    console.print(_frame_table(frame))
+    print_comparison_table(comparison, console)
 
 
 # -- studies ----------------------------------------------------------------------------

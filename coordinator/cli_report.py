@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from coordinator.ca import CoordinatorHome
-from coordinator.comparison_store import closed_round, comparison_for, ensure_stored, trends
+from coordinator.comparison_store import closed_round, comparison_for, trends
 from coordinator.config import load_config
 from coordinator.reports import write_round_reports
 from coordinator.store import Store
@@ -79,7 +79,6 @@ def report_command(
     try:
         closed_round(store, round_id)
         writable_folder(out)
-        ensure_stored(store, round_id)
         round_, comparison = comparison_for(store, round_id)
         series = trends(store, round_id)
     finally:

@@ -1,7 +1,9 @@
-"""Comparisons stored per round: written once when a round closes, read for trends.
+"""Comparisons stored per round: written once when a round closes, then only read.
 
 ``record_comparison`` builds a closed round's comparison (``build_comparison`` under the
-round's own disclosure policy) and stores, per indicator, the definition's content hash,
+round's own disclosure policy) and stores it whole (``coordinator.comparison_document``:
+what ``comparison_for`` gives the reports and the ``comparisons`` table), and, for
+trends, per indicator the definition's content hash,
 the pooled value and the decile cut points; per practice and indicator its counts,
 value, percentile, funnel status and limits and its most alike peers' median; per
 locality its pooled value. ``trends`` reads those rows across rounds: a series joins only
@@ -19,10 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 
+from coordinator import comparison_document
 from coordinator.comparisons import Comparison, IndicatorComparison, build_comparison
 from coordinator.round_states import RoundState, compared, takes_answers
 from coordinator.store import Store
 from coordinator.tables import (
+    comparison_documents,
     comparison_groups,
     comparison_indicators,
     comparison_values,
@@ -57,13 +61,36 @@ class IndicatorTrend:
 
 
 def comparison_for(store: Store, round_id: str) -> tuple[Round, Comparison]:
-    """A round and its comparison under its own policy, from its released rows."""
+    """A round and its comparison: a closed round's as stored, an open round's as it stands.
+
+    A closed round's comparison is read, never recomputed; one closed before documents
+    were stored (or stored by an older version) is built and stored the first time.
+    """
     round_ = store.round(round_id)
-    frame = store.released_rows_frame(round_id)
-    comparison = build_comparison(
-        frame, policy=round_.policy, round_label=round_id, as_of=round_.as_of
+    if not compared(store.round_state(round_id)):
+        return round_, _built(store, round_)
+    with store.engine.connect() as conn:
+        document = conn.execute(
+            sa.select(comparison_documents.c.document).where(
+                comparison_documents.c.round_id == round_id
+            )
+        ).scalar()
+    if document is not None:
+        try:
+            return round_, comparison_document.load(document)
+        except comparison_document.DocumentError:
+            pass  # from another version: built again below, as it would be at closing
+    return round_, record_comparison(store, round_id)
+
+
+def _built(store: Store, round_: Round) -> Comparison:
+    """The round's comparison under its own policy, from its released rows as they are now."""
+    return build_comparison(
+        store.released_rows_frame(round_.round_id),
+        policy=round_.policy,
+        round_label=round_.round_id,
+        as_of=round_.as_of,
     )
-    return round_, comparison
 
 
 def content_hashes(round_: Round) -> dict[str, str]:
@@ -161,15 +188,23 @@ def closed_round(store: Store, round_id: str) -> None:
 def record_comparison(store: Store, round_id: str) -> Comparison:
     """Store a closed round's comparison, replacing any stored before; returns it."""
     closed_round(store, round_id)
-    round_, comparison = comparison_for(store, round_id)
+    round_ = store.round(round_id)
+    comparison = _built(store, round_)
     indicators, values, groups = _rows(round_id, comparison, content_hashes(round_))
+    document = {"round_id": round_id, "document": comparison_document.dump(comparison)}
     with store.engine.begin() as conn:
-        for table in (comparison_values, comparison_groups, comparison_indicators):
+        for table in (
+            comparison_values,
+            comparison_groups,
+            comparison_indicators,
+            comparison_documents,
+        ):
             conn.execute(table.delete().where(table.c.round_id == round_id))
         for table, rows in (
             (comparison_indicators, indicators),
             (comparison_values, values),
             (comparison_groups, groups),
+            (comparison_documents, [document]),
         ):
             if rows:
                 conn.execute(table.insert(), rows)
@@ -177,20 +212,14 @@ def record_comparison(store: Store, round_id: str) -> Comparison:
 
 
 def has_stored_comparison(store: Store, round_id: str) -> bool:
-    """True when the round's comparison is stored (a round with no results stores none)."""
+    """True when the round's comparison is stored (at closing, or when first read since)."""
     with store.engine.connect() as conn:
         found = conn.execute(
-            sa.select(comparison_indicators.c.round_id)
-            .where(comparison_indicators.c.round_id == round_id)
-            .limit(1)
+            sa.select(comparison_documents.c.round_id).where(
+                comparison_documents.c.round_id == round_id
+            )
         ).first()
     return found is not None
-
-
-def ensure_stored(store: Store, round_id: str) -> None:
-    """Store the comparison of a round closed before comparisons were stored at closing."""
-    if not has_stored_comparison(store, round_id):
-        record_comparison(store, round_id)
 
 
 def trends(store: Store, round_id: str) -> dict[str, IndicatorTrend]:

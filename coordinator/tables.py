@@ -247,9 +247,18 @@ comparison_groups = sa.Table(
     sa.Column("published", sa.Boolean, nullable=False),
     sa.Column("rank", sa.Integer),
 )
+comparison_documents = sa.Table(
+    "comparison_documents",
+    metadata,
+    # The whole comparison as it was built (``coordinator.comparison_document``): what the
+    # round's reports and tables read, so a stored round is never recomputed.
+    sa.Column("round_id", sa.ForeignKey("rounds.round_id"), primary_key=True),
+    sa.Column("document", sa.LargeBinary, nullable=False),
+)
 
 __all__ = [
     "admin_certificates",
+    "comparison_documents",
     "comparison_groups",
     "comparison_indicators",
     "comparison_values",

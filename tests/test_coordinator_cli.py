@@ -77,8 +77,9 @@ def test_cli_round_trip(served: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     assert "1 of 1 practices have answered" in result.output
     result = runner.invoke(app, ["round", "close", round_id, "--home", home])
     assert "closed" in result.output
-    result = runner.invoke(app, ["comparisons", round_id, "--home", home])
+    result = runner.invoke(app, ["comparisons", round_id, "--home", home], terminal_width=200)
     assert result.exit_code == 0, result.output
+    assert f"Peer comparison, {round_id}" in result.output and "HbA1c" in result.output
     result = runner.invoke(app, ["practice", "revoke", "--id", "A81001", "--home", home])
     assert result.exit_code == 0, result.output
     result = runner.invoke(

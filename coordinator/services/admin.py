@@ -10,8 +10,9 @@ import grpc
 import pandas as pd
 
 from coordinator import ca as enrolment
-from coordinator import round_clock, rounds
+from coordinator import comparison_document, round_clock, rounds
 from coordinator.ca import CoordinatorKeys
+from coordinator.comparison_store import comparison_for
 from coordinator.round_states import RoundState
 from coordinator.services import domain_errors
 from coordinator.services.agent import RoundAnnouncer
@@ -266,10 +267,11 @@ class AdminServicer(AdminStudyMethods, AdminOversightMethods, admin_pb2_grpc.Adm
     async def GetComparisons(
         self, request: admin_pb2.GetComparisonsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.GetComparisonsResponse:
-        """The released rows of a round, each with its practice (none for a cancelled one)."""
+        """A round's comparison and released rows, each with its practice (none if cancelled)."""
         state = await asyncio.to_thread(self._store.round_state, request.round_id)
         if state is RoundState.CANCELLED:
             raise RoundError(f"round {request.round_id} was cancelled: it is not compared")
+        _, comparison = await asyncio.to_thread(comparison_for, self._store, request.round_id)
         frame = await asyncio.to_thread(self._store.released_rows_frame, request.round_id)
         out = []
         for record in frame.to_dict("records"):
@@ -291,4 +293,6 @@ class AdminServicer(AdminStudyMethods, AdminOversightMethods, admin_pb2_grpc.Adm
                     row=wire.row_to_proto(row),
                 )
             )
-        return admin_pb2.GetComparisonsResponse(rows=out)
+        return admin_pb2.GetComparisonsResponse(
+            rows=out, comparison=comparison_document.dump(comparison)
+        )

@@ -538,16 +538,23 @@ class GetComparisonsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ROWS_FIELD_NUMBER: _builtins.int
+    COMPARISON_FIELD_NUMBER: _builtins.int
+    comparison: _builtins.bytes
+    """The round's whole comparison under its own disclosure policy, as
+    coordinator/comparison_document.py writes it: as stored once the round closed, as it
+    stands while it is open. Empty from older coordinators.
+    """
     @_builtins.property
     def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___PracticeRow]: ...
     def __init__(
         self,
         *,
         rows: _abc.Iterable[Global___PracticeRow] | None = ...,
+        comparison: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comparison", b"comparison", "rows", b"rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
