@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fedpeer.canonical import canonical_json
 from fedpeer.dates import (
     age_on,
     latest_birth_date_for_age,
@@ -17,7 +18,6 @@ from fedpeer.dates import (
     period_start,
     window_start,
 )
-from fedpeer.canonical import canonical_json
 from fedpeer.definitions import (
     Codelist,
     IndicatorDefinition,
