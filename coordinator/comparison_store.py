@@ -4,9 +4,10 @@
 round's own disclosure policy) and stores, per indicator, the definition's content hash,
 the pooled value and the decile cut points; per practice and indicator its counts,
 value, percentile, funnel status and limits and its most alike peers' median; per
-locality its pooled value. ``trends`` reads those rows across rounds: a series joins only
-rounds whose definition has the same content hash (STATS.md S19), so a changed
-definition starts a new series.
+locality its pooled value; and, in a round with reference rates, per practice its
+indirectly standardised ratio (S17) with the study the rates came from. ``trends``
+reads those rows across rounds: a series joins only rounds whose definition has the
+same content hash (STATS.md S19), so a changed definition starts a new series.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from coordinator.store import Store
 from coordinator.tables import (
     comparison_groups,
     comparison_indicators,
+    comparison_standardised,
     comparison_values,
     rounds,
 )
 from fedpeer.collection import Round
 from fedpeer.errors import RoundError
+from fedpeer.standardise import standardisation_of
 
 DECILES = tuple(range(10, 100, 10))
 
@@ -61,7 +64,11 @@ def comparison_for(store: Store, round_id: str) -> tuple[Round, Comparison]:
     round_ = store.round(round_id)
     frame = store.released_rows_frame(round_id)
     comparison = build_comparison(
-        frame, policy=round_.policy, round_label=round_id, as_of=round_.as_of
+        frame,
+        policy=round_.policy,
+        round_label=round_id,
+        as_of=round_.as_of,
+        standardisation=standardisation_of(round_),
     )
     return round_, comparison
 
@@ -99,8 +106,22 @@ def peer_median(comparison: Comparison, ic: IndicatorComparison, practice_id: st
 
 
 def _rows(round_id: str, comparison: Comparison, hashes: Mapping[str, str]):
-    indicators, values, groups = [], [], []
+    indicators, values, groups, standardised = [], [], [], []
     for indicator, ic in comparison.indicators.items():
+        standardised.extend(
+            {
+                "round_id": round_id,
+                "indicator": indicator,
+                "practice_id": pid,
+                "observed": r.observed,
+                "expected": r.expected,
+                "ratio": r.ratio,
+                "low_95": r.low,
+                "high_95": r.high,
+                "study_id": ic.standardised_with,
+            }
+            for pid, r in ic.standardised.items()
+        )
         indicators.append(
             {
                 "round_id": round_id,
@@ -147,7 +168,7 @@ def _rows(round_id: str, comparison: Comparison, hashes: Mapping[str, str]):
             }
             for g in ic.localities
         )
-    return indicators, values, groups
+    return indicators, values, groups, standardised
 
 
 def closed_round(store: Store, round_id: str) -> None:
@@ -162,14 +183,16 @@ def record_comparison(store: Store, round_id: str) -> Comparison:
     """Store a closed round's comparison, replacing any stored before; returns it."""
     closed_round(store, round_id)
     round_, comparison = comparison_for(store, round_id)
-    indicators, values, groups = _rows(round_id, comparison, content_hashes(round_))
+    indicators, values, groups, standardised = _rows(round_id, comparison, content_hashes(round_))
+    tables = (comparison_values, comparison_groups, comparison_standardised, comparison_indicators)
     with store.engine.begin() as conn:
-        for table in (comparison_values, comparison_groups, comparison_indicators):
+        for table in tables:
             conn.execute(table.delete().where(table.c.round_id == round_id))
         for table, rows in (
             (comparison_indicators, indicators),
             (comparison_values, values),
             (comparison_groups, groups),
+            (comparison_standardised, standardised),
         ):
             if rows:
                 conn.execute(table.insert(), rows)
