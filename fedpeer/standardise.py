@@ -23,6 +23,7 @@ or that has no one in it, has no rate and adds nothing to E.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from fedpeer.canonical import canonical_json, sha256_hex
 from fedpeer.errors import RoundError
 
 if TYPE_CHECKING:
-    from fedpeer.collection import Round
+    from fedpeer.collection import DefinitionDocument, Round
     from fedpeer.definitions import IndicatorDefinition
 
 RATES_FORMAT = "fedpeer.reference-rates/1"
@@ -216,8 +217,14 @@ def standardisation_of(round_: Round) -> Standardisation | None:
     """The round's reference rates, checked against its definitions; None when it has none."""
     if not round_.reference_rates:
         return None
+    return _checked(round_.reference_rates, round_.definitions)
+
+
+@functools.lru_cache(maxsize=32)
+def _checked(rates: bytes, definitions: tuple[DefinitionDocument, ...]) -> Standardisation:
+    # Once per round, not once per submission: a round never changes once signed.
     from fedpeer.definitions import deserialize
 
-    found = Standardisation.from_bytes(round_.reference_rates)
-    found.check_fits([(d.content_hash, deserialize(d.body)) for d in round_.definitions])
+    found = Standardisation.from_bytes(rates)
+    found.check_fits([(d.content_hash, deserialize(d.body)) for d in definitions])
     return found
