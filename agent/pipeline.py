@@ -14,7 +14,7 @@ each round in a child process (``agent.isolated``) that does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -28,9 +28,15 @@ from agent.policy_file import load_settings
 from fedpeer.collection import DECLINED, Receipt, Refusal, ReleaseDocument, Round
 from fedpeer.dates import reference_date_problem
 from fedpeer.errors import FedpeerError
-from fedpeer.measures import IndicatorResult
+from fedpeer.measures import IndicatorResult, Kind
 from fedpeer.policy import DisclosurePolicy, strictest
 from fedpeer.release import ResultRow, to_rows
+from fedpeer.standardise import (
+    ReferenceRates,
+    StandardisationError,
+    expected_indicator,
+    standardisation_of,
+)
 
 if TYPE_CHECKING:
     from agent.engine import Membership
@@ -79,18 +85,47 @@ def compute_results(
 
 
 def evaluate_with_membership(
-    location: str, as_of: date, definitions: Sequence[IndicatorDefinition], *, engine: str = "sql"
-) -> tuple[list[IndicatorResult], list[Membership]]:
-    """Raw results and the sets they count, from one reading of the extract."""
+    location: str,
+    as_of: date,
+    definitions: Sequence[IndicatorDefinition],
+    *,
+    engine: str = "sql",
+    expected: Sequence[tuple[IndicatorDefinition, ReferenceRates]] = (),
+) -> tuple[list[IndicatorResult], list[Membership], list[IndicatorResult]]:
+    """Raw results and the sets they count, from one reading of the extract; and for each
+    (definition, reference rates) in ``expected``, its expected count (``expected_count``)."""
     from agent.engine import evaluate, membership
     from agent.extract import open_extract
 
+    everything = [*definitions, *(d for d, _ in expected)]
     with (
-        open_extract(location, as_of, known_codes=_codes(definitions)) as extract,
+        open_extract(location, as_of, known_codes=_codes(everything)) as extract,
         extract.connect() as connection,
     ):
         results = evaluate(definitions, connection, as_of, engine=engine)
-        return results, membership(definitions, connection, as_of)
+        banded = evaluate(
+            [d for d, _ in expected], connection, as_of, engine=engine, by_age_sex=True
+        )
+        counts = [expected_count(d, rates, banded) for d, rates in expected]
+        return results, membership(definitions, connection, as_of), counts
+
+
+def expected_count(
+    definition: IndicatorDefinition, rates: ReferenceRates, banded: Sequence[IndicatorResult]
+) -> IndicatorResult:
+    """The raw expected count of a standardised definition (``fedpeer.standardise``):
+    E = sum of its denominator in each band times the band's reference rate, as a count in
+    units of the largest rate. It never leaves the practice before disclosure control."""
+    from fedpeer.measures import Count
+
+    denominators = {
+        r.stratum: r.measure.denominator or 0
+        for r in banded
+        if r.indicator == definition.id and r.stratum
+    }
+    return IndicatorResult(
+        expected_indicator(definition.id), Count(rates.expected_units(denominators))
+    )
 
 
 def compute_rows(
@@ -169,8 +204,8 @@ class RoundPipeline:
         settings = load_settings(self.home)
         today = self._today()
         definitions = [deserialize(doc.body) for doc in round_.definitions]
-        questions = [
-            Question(meaning_hash(d), doc.content_hash, doc.id)
+        asks = [
+            (Question(meaning_hash(d), doc.content_hash, doc.id), d)
             for d, doc in zip(definitions, round_.definitions, strict=True)
         ]
         # 1. Admissible, from what is known before reading any data.
@@ -182,6 +217,21 @@ class RoundPipeline:
                 "the round does not carry the network's disclosure policy this practice "
                 "enrolled under; no round may set its own"
             )
+        try:
+            standardisation = standardisation_of(round_)
+        except StandardisationError as exc:
+            return Refusal(f"the round's reference rates cannot be used: {exc}")
+        # A standardised definition's expected count is one more question, whose meaning
+        # is the definition's and the rates' (``fedpeer.standardise``).
+        rates_for: dict[str, ReferenceRates] = {}
+        for rates in standardisation.rates if standardisation else ():
+            d = definitions[round_.definition_hashes.index(rates.definition_hash)]
+            q = Question(
+                rates.meaning(meaning_hash(d)), rates.question_hash, expected_indicator(d.id)
+            )
+            asks.append((q, d))
+            rates_for[q.meaning] = rates
+        questions = [q for q, _ in asks]
         policy = strictest(identity.network_policy, settings.policy)
         ledger = Ledger.at_home(self.home)
         try:
@@ -192,11 +242,7 @@ class RoundPipeline:
             if rejected:
                 # The practice said no in `fedpeer-agent reject`: its own words, its choice.
                 return Refusal(f"the practice rejected this release: {rejected[0].why}")
-            new = [
-                (q, d)
-                for q, d in zip(questions, definitions, strict=True)
-                if q.meaning not in known
-            ]
+            new = [(q, d) for q, d in asks if q.meaning not in known]
             new = list({q.meaning: (q, d) for q, d in new}.values())  # one question asked twice
             catalogue = _catalogue()
             studies = {q.meaning for q, _ in new if q.definition_hash not in catalogue}
@@ -205,7 +251,9 @@ class RoundPipeline:
                     f"this practice's budget of {settings.questions_per_month} questions outside "
                     f"the standard catalogue for {_month(today)} would be exceeded"
                 )
-            rho = [cost_rho([d.kind], policy) for _, d in new]
+            rho = [
+                cost_rho([Kind.COUNT if q.meaning in rates_for else d.kind], policy) for q, d in new
+            ]
             if sum(rho):
                 if settings.budget_rho is None:
                     return Refusal("this practice has set no privacy budget for noisy releases")
@@ -213,7 +261,9 @@ class RoundPipeline:
                     return Refusal("this practice's privacy budget would be exceeded")
             if new:
                 # 2.-4. Evaluate, check membership, release, record: once each.
-                declined = self._answer(ledger, round_, questions, new, studies, rho, policy, today)
+                declined = self._answer(
+                    ledger, round_, questions, new, studies, rho, policy, today, rates_for
+                )
                 if declined is not None:
                     return declined
             else:
@@ -244,13 +294,28 @@ class RoundPipeline:
         rho: list[float],
         policy: DisclosurePolicy,
         today: date,
+        rates_for: Mapping[str, ReferenceRates],
     ) -> Refusal | None:
         from agent.differencing import CandidateSets, decline_reason
+        from agent.engine import Membership
         from fedpeer.dp import MeanSum, release_with_noise
 
-        raw, members = evaluate_with_membership(
-            self.extract, round_.as_of, [d for _, d in new], engine=self.engine
+        plain = [d for q, d in new if q.meaning not in rates_for]
+        expected = [(d, rates_for[q.meaning]) for q, d in new if q.meaning in rates_for]
+        results, plain_members, counts = evaluate_with_membership(
+            self.extract, round_.as_of, plain, engine=self.engine, expected=expected
         )
+        # Back in the order of ``new``. An expected count adds no set of units of its own:
+        # it is a weighted sum of the denominator's bands, released as a count.
+        next_result, next_members, next_count = iter(results), iter(plain_members), iter(counts)
+        raw, members = [], []
+        for q, _ in new:
+            if q.meaning in rates_for:
+                raw.append(next(next_count))
+                members.append(Membership({}))
+            else:
+                raw.append(next(next_result))
+                members.append(next(next_members))
         sets = [{part: ledger.member_digests(ids) for part, ids in m.sets.items()} for m in members]
         candidates = [
             CandidateSets(q.meaning, q.indicator, s, q.meaning in studies)

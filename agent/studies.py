@@ -66,6 +66,7 @@ from fedpeer.studies import (
     StudyError,
     StudyState,
     b64,
+    needs_strata,
     survivors_digest,
     threshold,
     to_vector,
@@ -483,7 +484,9 @@ def masked_counts(
     from fedpeer.secagg import Party
 
     definitions = study.parsed()
-    results, _ = compute_results(extract, study.as_of, definitions, engine=engine)
+    results, _ = compute_results(
+        extract, study.as_of, definitions, engine=engine, by_age_sex=needs_strata(definitions)
+    )
     party = Party.from_bytes(party_state)
     masked = party.masked_input(inbox, to_vector(definitions, results))
     return masked, party.to_bytes()

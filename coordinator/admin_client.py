@@ -116,13 +116,16 @@ class AdminClient(ServiceClient):
         definitions: Iterable[DefinitionDocument] = (),
         deadline: dt.datetime | None = None,
         quorum: int = 0,
+        standardise_with: str = "",
     ) -> Round:
-        """Open a round under the network's policy, with an optional deadline and quorum."""
+        """Open a round under the network's policy, with an optional deadline and quorum;
+        ``standardise_with`` names a published reference-rates study."""
         request = admin_pb2.StartRoundRequest(
             as_of=as_of.isoformat(),
             definitions=[wire.definition_to_proto(d) for d in definitions],
             deadline="" if deadline is None else deadline.astimezone(dt.UTC).isoformat(),
             quorum=quorum,
+            standardise_with=standardise_with,
         )
         response = await self._call("StartRound", request)
         return wire.round_from_proto(response)  # type: ignore[arg-type]

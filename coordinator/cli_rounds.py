@@ -98,19 +98,28 @@ def register(round_app: typer.Typer, admin_call: AdminCall[Any], home: Any, coor
             "", "--deadline", help="When answers stop, e.g. 2026-12-31T17:00:00Z (default none)."
         ),
         quorum: int = typer.Option(0, "--quorum", min=0, help="Practices needed to count."),
+        standardise_with: str = typer.Option(
+            "",
+            "--standardise-with",
+            metavar="STUDY",
+            help="A published reference-rates study: standardise for age and sex with its rates.",
+        ),
         home: Path = home,
         coordinator: str | None = coord,
     ) -> None:
         """Open a round of the standard indicators and announce it to connected agents."""
         definitions, until = standard_definitions(), _deadline(deadline)
         round_ = admin_call(
-            home, coordinator, lambda c: c.start_round(as_of, definitions, until, quorum)
+            home,
+            coordinator,
+            lambda c: c.start_round(as_of, definitions, until, quorum, standardise_with),
         )
         console.print(
             f"Started round {round_.round_id} (as of {round_.as_of}, "
             f"{len(round_.definitions)} definitions"
             + (f", deadline {round_.deadline}" if round_.deadline else "")
             + (f", quorum {round_.quorum}" if round_.quorum else "")
+            + (f", standardised with {standardise_with}" if standardise_with else "")
             + ")"
         )
 

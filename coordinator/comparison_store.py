@@ -6,9 +6,10 @@ what ``comparison_for`` gives the reports and the ``comparisons`` table), and, f
 trends, per indicator the definition's content hash,
 the pooled value and the decile cut points; per practice and indicator its counts,
 value, percentile, funnel status and limits and its most alike peers' median; per
-locality its pooled value. ``trends`` reads those rows across rounds: a series joins only
-rounds whose definition has the same content hash (STATS.md S19), so a changed
-definition starts a new series.
+locality its pooled value; and, in a round with reference rates, per practice its
+indirectly standardised ratio (S17) with the study the rates came from. ``trends``
+reads those rows across rounds: a series joins only rounds whose definition has the
+same content hash (STATS.md S19), so a changed definition starts a new series.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from coordinator.tables import (
     comparison_documents,
     comparison_groups,
     comparison_indicators,
+    comparison_standardised,
     comparison_values,
     rounds,
 )
 from fedpeer.collection import Round
 from fedpeer.errors import RoundError
+from fedpeer.standardise import standardisation_of
 
 DECILES = tuple(range(10, 100, 10))
 
@@ -90,6 +93,7 @@ def _built(store: Store, round_: Round) -> Comparison:
         policy=round_.policy,
         round_label=round_.round_id,
         as_of=round_.as_of,
+        standardisation=standardisation_of(round_),
     )
 
 
@@ -126,8 +130,22 @@ def peer_median(comparison: Comparison, ic: IndicatorComparison, practice_id: st
 
 
 def _rows(round_id: str, comparison: Comparison, hashes: Mapping[str, str]):
-    indicators, values, groups = [], [], []
+    indicators, values, groups, standardised = [], [], [], []
     for indicator, ic in comparison.indicators.items():
+        standardised.extend(
+            {
+                "round_id": round_id,
+                "indicator": indicator,
+                "practice_id": pid,
+                "observed": r.observed,
+                "expected": r.expected,
+                "ratio": r.ratio,
+                "low_95": r.low,
+                "high_95": r.high,
+                "study_id": ic.standardised_with,
+            }
+            for pid, r in ic.standardised.items()
+        )
         indicators.append(
             {
                 "round_id": round_id,
@@ -174,7 +192,7 @@ def _rows(round_id: str, comparison: Comparison, hashes: Mapping[str, str]):
             }
             for g in ic.localities
         )
-    return indicators, values, groups
+    return indicators, values, groups, standardised
 
 
 def closed_round(store: Store, round_id: str) -> None:
@@ -190,20 +208,23 @@ def record_comparison(store: Store, round_id: str) -> Comparison:
     closed_round(store, round_id)
     round_ = store.round(round_id)
     comparison = _built(store, round_)
-    indicators, values, groups = _rows(round_id, comparison, content_hashes(round_))
+    indicators, values, groups, standardised = _rows(round_id, comparison, content_hashes(round_))
     document = {"round_id": round_id, "document": comparison_document.dump(comparison)}
+    tables = (
+        comparison_values,
+        comparison_groups,
+        comparison_standardised,
+        comparison_indicators,
+        comparison_documents,
+    )
     with store.engine.begin() as conn:
-        for table in (
-            comparison_values,
-            comparison_groups,
-            comparison_indicators,
-            comparison_documents,
-        ):
+        for table in tables:
             conn.execute(table.delete().where(table.c.round_id == round_id))
         for table, rows in (
             (comparison_indicators, indicators),
             (comparison_values, values),
             (comparison_groups, groups),
+            (comparison_standardised, standardised),
             (comparison_documents, [document]),
         ):
             if rows:

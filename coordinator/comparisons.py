@@ -20,8 +20,10 @@ Definitions used throughout:
   unless the round turns it off; q-values are Benjamini-Hochberg over every practice x
   indicator p-value of the round (S15).
 
-Indirect standardisation by age and sex (``coordinator.stats.intervals``) waits for rounds
-that ask for stratified results.
+- In a round started with reference rates (``fedpeer.standardise``), each standardised
+  indicator also gets each practice's **indirectly standardised ratio** (S17): observed
+  O = its released numerator, expected E = its released expected count times the rates'
+  unit, ratio O / E with its 95% interval (``coordinator.stats.intervals``).
 """
 
 from __future__ import annotations
@@ -48,10 +50,17 @@ from coordinator.peers import DEFAULT_PEER_COUNT, PeerGroup, PracticeProfile, mo
 from coordinator.peers import practice_profiles as _practice_profiles
 from coordinator.stats import Flag
 from coordinator.stats.funnel import FunnelTable, funnel_table, valid_rows
+from coordinator.stats.intervals import standardised_ratios as stats_standardised_ratios
 from coordinator.stats.ranks import benjamini_hochberg, deciles, mid_rank_percentiles
 from fedpeer.measures import Kind
 from fedpeer.policy import DEFAULT_GROUP_MINIMUM, DisclosurePolicy
 from fedpeer.release import PROFILE_PREFIX, TOTAL_CATEGORY
+from fedpeer.standardise import (
+    ReferenceRates,
+    Standardisation,
+    expected_indicator,
+    standardised_indicator,
+)
 
 __all__ = [  # the catalogue is re-exported: comparisons are where callers look for it
     "CATALOGUE",
@@ -64,6 +73,7 @@ __all__ = [  # the catalogue is re-exported: comparisons are where callers look 
     "PracticeInfo",
     "PracticeValue",
     "SkillMix",
+    "StandardisedRatio",
     "build_comparison",
     "compare_indicator",
     "compare_skill_mix",
@@ -144,6 +154,17 @@ class PracticeValue:
 
 
 @dataclass(frozen=True)
+class StandardisedRatio:
+    """A practice's indirectly standardised ratio (S17): observed over expected, 95% interval."""
+
+    observed: float
+    expected: float
+    ratio: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
 class IndicatorComparison:
     """Every practice's value for one indicator against all practices and localities."""
 
@@ -158,6 +179,10 @@ class IndicatorComparison:
     phi: float = 1.0  # estimated overdispersion ratio (S9)
     overdispersed: bool = False  # tau2 > 0: more spread than chance (allowed for if adjusted)
     tau2: float = 0.0  # between-practice variance on the transformed scale (S10)
+    # S17, in a round with reference rates: by practice (those with O and E), and the study
+    # the rates came from ("" when the indicator is not standardised in this round).
+    standardised: Mapping[str, StandardisedRatio] = field(default_factory=dict)
+    standardised_with: str = ""
 
     @property
     def values(self) -> list[float]:
@@ -389,6 +414,60 @@ def with_round_q_values(
     }
 
 
+def standardised_ratios(
+    rows: pd.DataFrame, rates: ReferenceRates, practices: Mapping[str, PracticeInfo]
+) -> dict[str, StandardisedRatio]:
+    """S17 for one indicator: each practice's released numerator over its expected count.
+
+    A practice whose numerator or expected count was withheld, or whose expected count
+    is 0, has no ratio.
+    """
+    observed = {
+        str(r["practice_id"]): _number(r["numerator"])
+        for r in rows[(rows["indicator"] == rates.indicator) & (rows["category"] == "")].to_dict(
+            "records"
+        )
+    }
+    name = expected_indicator(rates.indicator)
+    unit = float(rates.unit)
+    expected = {
+        str(r["practice_id"]): (None if (k := _number(r["count"])) is None else k * unit)
+        for r in rows[rows["indicator"] == name].to_dict("records")
+    }
+    ids = [
+        pid for pid in practices if observed.get(pid) is not None and (expected.get(pid) or 0) > 0
+    ]
+    o = np.array([observed[pid] for pid in ids], dtype=float)
+    e = np.array([expected[pid] for pid in ids], dtype=float)
+    ratio, low, high = stats_standardised_ratios(o, e)
+    return {
+        pid: StandardisedRatio(
+            float(o[i]), float(e[i]), float(ratio[i]), float(low[i]), float(high[i])
+        )
+        for i, pid in enumerate(ids)
+    }
+
+
+def standardisation_note(
+    standardisation: Standardisation | None, indicators: Mapping[str, IndicatorComparison]
+) -> str:
+    """The one sentence a report says about age and sex, true of this round."""
+    if standardisation is None:
+        return "Values are not standardised for age and sex: this round carried no reference rates."
+    titles = [
+        indicators[r.indicator].spec.title
+        for r in standardisation.rates
+        if r.indicator in indicators
+    ]
+    return (
+        f"{'; '.join(titles)}: also shown indirectly standardised for age and sex, as observed "
+        "over expected, the expected count being what the practice's own registered "
+        "patients by sex and 5-year age band would have at the rates pooled over "
+        f"{standardisation.practices} practices (study {standardisation.study_id}, as of "
+        f"{standardisation.as_of.isoformat()}); other values are not standardised."
+    )
+
+
 def compare_skill_mix(
     rows: pd.DataFrame, practices: Mapping[str, PracticeInfo], *, group_minimum: int
 ) -> SkillMix:
@@ -456,12 +535,14 @@ def build_comparison(
     overdispersion: bool = True,
     round_label: str = "",
     as_of: str | date = "",
+    standardisation: Standardisation | None = None,
 ) -> Comparison:
     """Compare every practice in a round's released results with all the others.
 
     ``policy`` is the round's disclosure policy (its group minimum applies to every
     comparison group); ``group_minimum`` may only raise it. ``overdispersion=False``
     publishes the exact limits with unadjusted z and p (STATS.md, offline interface).
+    ``standardisation`` is the round's reference rates, when it carried any (S17).
     """
     policy = policy or DisclosurePolicy()
     group_minimum = max(policy.group_minimum, group_minimum or 0)
@@ -477,7 +558,11 @@ def build_comparison(
     indicators: dict[str, IndicatorComparison] = {}
     skill_mix = None
     notes = []
-    present = list(dict.fromkeys(frame.loc[~is_profile, "indicator"]))
+    # An ``<id>.expected`` row is a standardised indicator's expected count, not one more.
+    is_expected = (
+        frame["indicator"].map(lambda i: standardised_indicator(i) is not None).astype(bool)
+    )
+    present = list(dict.fromkeys(frame.loc[~is_profile & ~is_expected, "indicator"]))
     ordered = [i for i in CATALOGUE if i in present] + [i for i in present if i not in CATALOGUE]
     for indicator in ordered:
         rows = frame[frame["indicator"] == indicator]
@@ -496,6 +581,13 @@ def build_comparison(
             overdispersion=overdispersion,
         )
     indicators = with_round_q_values(indicators)
+    for rates in standardisation.rates if standardisation else ():
+        if rates.indicator in indicators:
+            indicators[rates.indicator] = replace(
+                indicators[rates.indicator],
+                standardised=standardised_ratios(frame, rates, practices),
+                standardised_with=standardisation.study_id,  # type: ignore[union-attr]
+            )
     profiles = _practice_profiles(frame)
     # Fewer practices than a peer set needs would let anyone work out who is in it.
     usable = sum(p.complete for p in profiles.values())
@@ -504,7 +596,7 @@ def build_comparison(
     )
     if not peer_groups:
         notes.append("Too few practices with a complete profile to form peer groups.")
-    notes.append("Values are not yet standardised for age and sex; that comes in a later round.")
+    notes.append(standardisation_note(standardisation, indicators))
     return Comparison(
         practices,
         indicators,

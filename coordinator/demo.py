@@ -5,8 +5,11 @@ are generated; each gets an agent, enrolled with a one-time token over the enrol
 (server TLS) and answering over mutual TLS. One standard round is run at each of the last
 three month ends, each practice's extract drifting a little from month to month (the same
 practice, a fresh draw of its patients); each round is closed, which stores its
-comparison. The last round is printed, and every report is written as ``fedpeer-coordinator
-report`` writes it (practice HTML and PDF with trends, locality slides, the commissioners'
+comparison. Before the rounds, a reference-rates study (secure aggregation) pools the
+antibiotic rate by sex and age band over the practices, and every round carries those
+rates, so the antibiotic rate is also compared indirectly standardised for age and sex.
+The last round is printed, and every report is written as ``fedpeer-coordinator report``
+writes it (practice HTML and PDF with trends, locality slides, the commissioners'
 summary). The agents run the real pipeline: extract -> engine -> disclosure control ->
 ledger -> submission -> receipt -> audit log.
 """
@@ -18,6 +21,7 @@ import asyncio
 import calendar
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -36,6 +40,7 @@ from coordinator.round_states import PracticePart
 from coordinator.server import CoordinatorConfig, start_coordinator
 from fedpeer.collection import DefinitionDocument
 from fedpeer.definitions import load_round_set, serialize
+from fedpeer.studies import Study
 
 
 def last_month_end(today: date) -> date:
@@ -64,6 +69,58 @@ def drifted_month(
             fmt="csv",
             profile=t,
         )
+
+
+RATES_OWNER = "The demo federation's analysts (reference rates)"
+STUDY_POLLS = 20  # each poll moves every agent one stage on; a study has six
+
+
+async def reference_rates_study(
+    admin: AdminClient,
+    traits: list[PracticeTraits],
+    agent_homes: list[Path],
+    extracts: Path,
+    as_of: date,
+    step: Callable[[str], None],
+) -> str:
+    """Pool the standardised definitions' band counts over every practice; the study id.
+
+    Each practice's agent.toml accepts studies from the rates' owner. Only the sums over
+    the practices come out (secure aggregation), under the network's disclosure control.
+    """
+    for agent_home in agent_homes:
+        (agent_home / "agent.toml").write_text(
+            f'[studies]\nmode = "accept"\nowners = ["{RATES_OWNER}"]\n', encoding="utf-8"
+        )
+    standardised = [d for d in load_round_set() if d.standardise is not None]
+    summary = await admin.create_study(
+        owner=RATES_OWNER,
+        title="Reference rates by sex and age band",
+        purpose="Rates pooled over the federation, to standardise comparisons for age and sex.",
+        as_of=as_of,
+        min_practices=min(10, len(agent_homes)),
+        definitions=[DefinitionDocument.of(d.id, serialize(d)) for d in standardised],
+    )
+    study_id = Study.from_bytes(summary.study).study_id
+    await admin.open_study(study_id)
+    agents = [
+        practice_agent(agent_home, str(extracts / t.practice_id))
+        for t, agent_home in zip(traits, agent_homes, strict=True)
+    ]
+    await asyncio.gather(*(agent.run_once() for agent in agents))  # each joins
+    await admin.close_study(study_id)
+    for _ in range(STUDY_POLLS):
+        await asyncio.gather(*(agent.run_once() for agent in agents))
+        found = await admin.study(study_id)
+        if found.state in {"published", "failed"}:
+            break
+    if found.state != "published":
+        raise RuntimeError(f"the reference-rates study {study_id} is {found.state}: {found.detail}")
+    step(
+        f"Reference-rates study {study_id}: {len(standardised)} definition(s) pooled by sex and "
+        f"age band over {len(agents)} practices by secure aggregation; only the sums published"
+    )
+    return study_id
 
 
 @dataclass(frozen=True)
@@ -122,7 +179,9 @@ async def run_demo(
         )
 
     home = init_home(work / "coordinator")
-    running = await start_coordinator(CoordinatorConfig(home=home.root, announce_poll_seconds=0.5))
+    running = await start_coordinator(
+        CoordinatorConfig(home=home.root, announce_poll_seconds=0.5, study_tick_seconds=0.2)
+    )
     try:
         step(
             f"Coordinator up: mutual TLS on {running.address}, enrolment on "
@@ -140,10 +199,13 @@ async def run_demo(
             )
             step(f"Enrolled {len(agent_homes)} agents: each made its own key and got a certificate")
 
+            study_id = await reference_rates_study(
+                admin, traits, agent_homes, extracts[0], months[0], step
+            )
             documents = [DefinitionDocument.of(d.id, serialize(d)) for d in load_round_set()]
             round_ids = []
             for day, extract in zip(months, extracts, strict=True):
-                round_ = await admin.start_round(day, documents)
+                round_ = await admin.start_round(day, documents, standardise_with=study_id)
                 agents = [
                     practice_agent(agent_home, str(extract / t.practice_id))
                     for t, agent_home in zip(traits, agent_homes, strict=True)

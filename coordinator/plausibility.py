@@ -23,6 +23,7 @@ from fedpeer.definitions.model import Unit
 from fedpeer.errors import FedpeerError
 from fedpeer.measures import Kind
 from fedpeer.release import ResultRow, row_keys
+from fedpeer.standardise import expected_indicator
 
 # No practice in England has ten million of anything a round counts; a count above this is
 # a broken or hostile sender, and would overflow sums in the comparisons.
@@ -101,6 +102,10 @@ def plausibility_problems(document: ReleaseDocument, round_: Round) -> list[str]
         for doc in round_.definitions
         for key in row_keys(definition_of(doc.body))
     }
+    if round_.reference_rates:
+        # A standardised definition's expected count: a count, at most one per person.
+        for defn in {d.id: d for d in defined.values() if d.standardise}.values():
+            defined[(expected_indicator(defn.id), "")] = defn
     rows = document.rows
     if defined and not rows:
         return ["the release carries no rows"]

@@ -6,8 +6,9 @@ and the place where a release is tied to the round it answers:
 1. the signature is the sending practice's, over exactly the bytes received, by the key
    of the certificate the call arrived with, and the document names that practice, that
    round and its reference date (so practice A's release sent over B's channel fails);
-2. it answers each of the round's definitions once, under the definition's own id, and
-   under a policy at least as strict as the network's;
+2. it answers each of the round's definitions once, under the definition's own id (and,
+   in a standardised round, each standardised definition's expected count once), under a
+   policy at least as strict as the network's;
 3. every row is one the definition renders to, and a mean is at the released precision
    (the rows' plain sense, counts and ceilings, is ``coordinator.plausibility``'s, checked
    on every submission before this);
@@ -30,6 +31,7 @@ from fedpeer.errors import DisclosureViolation, IdentityError, RoundError
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import ResultRow, row_keys
 from fedpeer.signing import verify_bytes
+from fedpeer.standardise import expected_indicator, standardisation_of
 
 SHOWN = 5  # violations named in one error
 
@@ -56,33 +58,39 @@ def _row_problems(row: ResultRow) -> list[str]:
 
 def check_document(document: ReleaseDocument, round_: Round) -> None:
     """Raise unless the release answers exactly the round's definitions, plausibly and safely."""
-    by_hash = {d.content_hash: d for d in round_.definitions}
+    # What each answer must be: a definition's rows, or a standardised definition's
+    # expected count (``fedpeer.standardise``), named by the hash of its question.
+    asked: dict[str, tuple[str, set[tuple[str, str]]]] = {
+        d.content_hash: (d.id, set(row_keys(definition_of(d.body)))) for d in round_.definitions
+    }
+    standardisation = standardisation_of(round_)
+    for rates in standardisation.rates if standardisation else ():
+        name = expected_indicator(rates.indicator)
+        asked[rates.question_hash] = (name, {(name, "")})
     answered = [a.definition_hash for a in document.answers]
-    if sorted(answered) != sorted(by_hash):
+    if sorted(answered) != sorted(asked):
         raise RoundError(
-            f"round {round_.round_id}: the release does not answer the round's definitions "
+            f"round {round_.round_id}: the release does not answer the round's questions "
             "each exactly once"
         )
     problems: list[str] = []
     by_policy: dict[DisclosurePolicy, list[ResultRow]] = defaultdict(list)
     for answer in document.answers:
-        doc = by_hash[answer.definition_hash]
-        defn = definition_of(doc.body)
-        if answer.indicator != doc.id:
-            problems.append(f"{answer.indicator}: answers the round's {doc.id}")
+        name, expected = asked[answer.definition_hash]
+        if answer.indicator != name:
+            problems.append(f"{answer.indicator}: answers the round's {name}")
             continue
         if not answer.policy.at_least_as_strict_as(round_.policy):
-            problems.append(f"{doc.id}: released under a looser policy than the network's")
+            problems.append(f"{name}: released under a looser policy than the network's")
         keys = [(r.indicator, r.category) for r in answer.rows]
-        expected = set(row_keys(defn))
         if set(keys) != expected or len(keys) != len(expected):
             extra, missing = sorted(set(keys) - expected), sorted(expected - set(keys))
             if extra:
-                problems.append(f"{extra[0][0]} [{extra[0][1]}]: not a row of {doc.id}")
+                problems.append(f"{extra[0][0]} [{extra[0][1]}]: not a row of {name}")
             elif missing:
                 problems.append(f"{missing[0][0]} [{missing[0][1]}]: missing")
             else:
-                problems.append(f"{doc.id}: a row is sent twice")
+                problems.append(f"{name}: a row is sent twice")
             continue
         for row in answer.rows:
             problems.extend(_row_problems(row))

@@ -41,6 +41,7 @@ from fedpeer.errors import RoundError
 from fedpeer.identity import CertificateAuthority, SigningIdentity
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.signing import sign
+from fedpeer.standardise import Standardisation, standardisation_of
 
 # The check of a verified release against its round (``release_check.check_document``);
 # a test may pass None to store what an agent sent without it.
@@ -74,8 +75,13 @@ def start_round(
     deadline: dt.datetime | None = None,
     quorum: int = 0,
     now: dt.datetime | None = None,
+    standardisation: Standardisation | None = None,
 ) -> Round:
-    """Open and sign a round under the network's ``policy`` (the defaults when None)."""
+    """Open and sign a round under the network's ``policy`` (the defaults when None).
+
+    With ``standardisation`` (``coordinator.studies.reference_rates``) the round carries
+    the reference rates, signed with it, for its definitions marked ``standardise``.
+    """
     now = now or _now()
     problem = reference_date_problem(as_of, now.date())
     if problem is not None:
@@ -92,10 +98,12 @@ def start_round(
         created_at=isoformat_z(now),
         deadline="" if deadline is None else isoformat_z(deadline),
         quorum=quorum,
+        reference_rates=b"" if standardisation is None else standardisation.to_bytes(),
     )
     ids = [d.id for d in unsigned.definitions]
     if len(set(ids)) != len(ids):
         raise RoundError("a round names each indicator definition once")
+    standardisation_of(unsigned)  # what every agent will check: they fit the definitions
     signed = Round(**{**unsigned.__dict__, **_signed(signer, unsigned.manifest())})
     store.add_round(signed, now)
     return signed

@@ -411,6 +411,7 @@ class Store:
                     deadline_text=round_.deadline,
                     deadline=round_.deadline_at,
                     quorum=round_.quorum,
+                    reference_rates=round_.reference_rates,
                     state_changed_at=now,
                     created_at=now,
                 )
@@ -917,4 +918,5 @@ def _round(row: sa.Row[Any], docs: list[sa.Row[Any]]) -> Round:
         signer_certificate=bytes(row.signer_certificate),
         deadline=row.deadline_text,
         quorum=int(row.quorum),
+        reference_rates=bytes(row.reference_rates),
     )

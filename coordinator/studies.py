@@ -39,7 +39,7 @@ from coordinator.tables import (
     study_steps,
 )
 from fedpeer.canonical import canonical_json
-from fedpeer.collection import DefinitionDocument, encode_rows
+from fedpeer.collection import DefinitionDocument, decode_rows, encode_rows
 from fedpeer.dates import reference_date_problem
 from fedpeer.dp import release_with_noise
 from fedpeer.identity import SigningIdentity, cert_to_pem
@@ -47,6 +47,7 @@ from fedpeer.policy import DisclosurePolicy, Noise
 from fedpeer.release import to_rows
 from fedpeer.secagg import Aggregator, PublicKeys, SecAggError
 from fedpeer.signing import sign_bytes, verify_bytes
+from fedpeer.standardise import ReferenceRates, Standardisation
 from fedpeer.studies import (
     MEMBERSHIP_OF,
     Membership,
@@ -613,3 +614,42 @@ def pooled_policy(study: Study, network: DisclosurePolicy) -> DisclosurePolicy:
         noise=Noise.DISCRETE_GAUSSIAN,
         noise_scale=max(scale, network.noise_scale or 0.0),
     )
+
+
+def reference_rates(
+    book: StudyBook, study_id: str, definitions: Sequence[DefinitionDocument]
+) -> Standardisation:
+    """The pooled band counts of a published study, for the round definitions to standardise.
+
+    Each definition marked ``standardise`` must be one the study asked, byte for byte
+    (the same content hash): rates of another question would not fit it. The counts are
+    the study's published rows (sums over its practices, after disclosure control).
+    """
+    from fedpeer.definitions import SEX_AGE_BANDS, deserialize
+
+    found = book.results(study_id)
+    if found is None:
+        state = book.get(study_id).state
+        raise StudyError(f"study {study_id} has no published results (it is {state})")
+    rows, practices, _published = found
+    study = book.get(study_id).study
+    asked = {d.content_hash: d.id for d in study.definitions}
+    wanted = [d for d in definitions if deserialize(d.body).standardise is not None]
+    if not wanted:
+        raise StudyError("none of the round's definitions is marked standardise")
+    released = decode_rows(rows)
+    rates = []
+    for doc in wanted:
+        if doc.content_hash not in asked:
+            raise StudyError(
+                f"study {study_id} did not ask {doc.id} as the round asks it "
+                "(no definition with the same content hash)"
+            )
+        name = asked[doc.content_hash]
+        cells = {r.category: r for r in released if r.indicator == name and r.category}
+        bands = tuple(
+            (b, cells[b].numerator, cells[b].denominator) if b in cells else (b, None, None)
+            for b in SEX_AGE_BANDS
+        )
+        rates.append(ReferenceRates(doc.content_hash, doc.id, bands))
+    return Standardisation(study_id, study.as_of, practices, tuple(rates))

@@ -49,6 +49,8 @@ rounds = sa.Table(
     sa.Column("deadline", _TS),
     sa.Column("quorum", sa.Integer, nullable=False, server_default="0"),
     sa.Column("state_changed_at", _TS),
+    # The signed reference rates for age-sex standardisation, as signed ("": none).
+    sa.Column("reference_rates", sa.LargeBinary, nullable=False, server_default=""),
 )
 # The standard month-end round the running coordinator starts by itself (issue 9).
 round_schedules = sa.Table(
@@ -255,12 +257,27 @@ comparison_documents = sa.Table(
     sa.Column("round_id", sa.ForeignKey("rounds.round_id"), primary_key=True),
     sa.Column("document", sa.LargeBinary, nullable=False),
 )
+# Indirectly standardised ratios (STATS.md S17) of a standardised round, per practice.
+comparison_standardised = sa.Table(
+    "comparison_standardised",
+    metadata,
+    sa.Column("round_id", sa.ForeignKey("rounds.round_id"), primary_key=True),
+    sa.Column("indicator", sa.String(200), primary_key=True),
+    sa.Column("practice_id", sa.ForeignKey("practices.practice_id"), primary_key=True),
+    sa.Column("observed", sa.Float, nullable=False),
+    sa.Column("expected", sa.Float, nullable=False),
+    sa.Column("ratio", sa.Float, nullable=False),
+    sa.Column("low_95", sa.Float, nullable=False),
+    sa.Column("high_95", sa.Float, nullable=False),
+    sa.Column("study_id", sa.String(200), nullable=False),
+)
 
 __all__ = [
     "admin_certificates",
     "comparison_documents",
     "comparison_groups",
     "comparison_indicators",
+    "comparison_standardised",
     "comparison_values",
     "enrolment_tokens",
     "exclusion_events",

@@ -72,6 +72,9 @@ class Round:
     deadline: str = ""
     quorum: int = 0
     signer_certificate: bytes = b""  # DER; who made ``signature`` (empty: the CA key)
+    # The reference rates for indirect standardisation (``fedpeer.standardise``), as
+    # canonical bytes; empty for a round that is not standardised.
+    reference_rates: bytes = b""
 
     def manifest(self) -> dict[str, object]:
         """The canonical document the coordinator signs."""
@@ -88,6 +91,8 @@ class Round:
             manifest["deadline"] = self.deadline
         if self.quorum:
             manifest["quorum"] = self.quorum
+        if self.reference_rates:
+            manifest["reference_rates"] = sha256_hex(self.reference_rates)
         return manifest
 
     @property

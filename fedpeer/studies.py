@@ -253,16 +253,37 @@ class Step:
 
 
 def atoms(definition: IndicatorDefinition) -> list[str]:
-    """The names of a definition's integer atoms in the vector, in order."""
+    """The names of a definition's integer atoms in the vector, in order.
+
+    A definition to be standardised (``standardise = "age_sex"``) also carries its
+    numerator and denominator in every sex and age band, after its own two: the pooled
+    sums are the reference rates of STATS.md S17 (``fedpeer.standardise``).
+    """
     i = definition.id
     if definition.kind in (Kind.PROPORTION, Kind.RATE):
-        return [f"{i}:numerator", f"{i}:denominator"]
+        bands = [f"{i}:{b}:{part}" for b in _bands(definition) for part in _PARTS]
+        return [f"{i}:numerator", f"{i}:denominator", *bands]
     if definition.kind is Kind.COUNT:
         return [f"{i}:count"]
     if definition.kind is Kind.MEAN:
         return [f"{i}:count", f"{i}:sum_thousandths"]
     assert definition.breakdown is not None
     return [f"{i}:cell:{c}" for c in _categories(definition)] + [f"{i}:total"]
+
+
+_PARTS = ("numerator", "denominator")
+
+
+def _bands(definition: IndicatorDefinition) -> tuple[str, ...]:
+    """The sex and age bands a definition's vector is broken down by: none unless standardised."""
+    from fedpeer.definitions import SEX_AGE_BANDS
+
+    return SEX_AGE_BANDS if definition.standardise is not None else ()
+
+
+def needs_strata(definitions: Sequence[IndicatorDefinition]) -> bool:
+    """Whether a practice must evaluate these definitions by sex and age band too."""
+    return any(_bands(d) for d in definitions)
 
 
 def _categories(definition: IndicatorDefinition) -> tuple[str, ...]:
@@ -286,12 +307,16 @@ def to_vector(
     definitions: Sequence[IndicatorDefinition], results: Sequence[IndicatorResult]
 ) -> list[int]:
     """A practice's raw results as the integers it contributes (never sent unmasked)."""
-    by_id = {r.indicator: r.measure for r in results if not r.stratum}
+    by_id = {(r.indicator, r.stratum): r.measure for r in results}
     out: list[int] = []
     for d in definitions:
-        m = by_id[d.id]
+        m = by_id[(d.id, "")]
         if isinstance(m, Proportion | Rate):
             out += [_int(m.numerator), _int(m.denominator)]
+            for band in _bands(d):
+                s = by_id[(d.id, band)]
+                assert isinstance(s, Proportion | Rate)
+                out += [_int(s.numerator), _int(s.denominator)]
         elif isinstance(m, Count):
             out.append(_int(m.value))
         elif isinstance(m, Mean):
@@ -322,11 +347,18 @@ def from_vector(
         n = len(atoms(d))
         part = [int(v) for v in vector[k : k + n]]
         k += n
-        if d.kind is Kind.PROPORTION:
-            measure: Any = Proportion(part[0], part[1])
-        elif d.kind is Kind.RATE:
-            measure = Rate(part[0], part[1], d.per)
-        elif d.kind is Kind.COUNT:
+        if d.kind in (Kind.PROPORTION, Kind.RATE):
+            pairs = [(part[0], part[1], "")] + [
+                (part[2 + 2 * j], part[3 + 2 * j], band) for j, band in enumerate(_bands(d))
+            ]
+            for num, den, stratum in pairs:
+                ratio: Any = (
+                    Proportion(num, den) if d.kind is Kind.PROPORTION else Rate(num, den, d.per)
+                )
+                out.append(IndicatorResult(d.id, ratio, stratum))
+            continue
+        measure: Any
+        if d.kind is Kind.COUNT:
             measure = Count(part[0])
         elif d.kind is Kind.MEAN:
             count, total = part

@@ -116,6 +116,7 @@ def round_to_proto(round_: Round) -> common_pb2.Round:
         deadline=round_.deadline,
         quorum=round_.quorum,
         signer_certificate=round_.signer_certificate,
+        reference_rates=round_.reference_rates,
     )
 
 
@@ -131,6 +132,7 @@ def round_from_proto(message: common_pb2.Round) -> Round:
         deadline=message.deadline,
         quorum=message.quorum,
         signer_certificate=message.signer_certificate,
+        reference_rates=message.reference_rates,
     )
 
 

@@ -58,6 +58,9 @@ def test_cli_round_trip(served: Path, tmp_path: Path, monkeypatch: pytest.Monkey
 
     bad = runner.invoke(app, ["round", "start", "--as-of", "2026-09-15", "--home", home])
     assert bad.exit_code != 0 and "month end" in str(bad.exception)
+    no_study = ["round", "start", "--as-of", "2026-09-30", "--standardise-with", "study-x"]
+    bad = runner.invoke(app, [*no_study, "--home", home])
+    assert bad.exit_code != 0 and "there is no study" in str(bad.exception)
     result = runner.invoke(app, ["round", "start", "--as-of", "2026-09-30", "--home", home])
     assert result.exit_code == 0, result.output
     round_id = result.output.split()[2]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fedpeer.canonical import canonical_json
 from fedpeer.dates import (
     age_on,
     latest_birth_date_for_age,
@@ -20,11 +21,14 @@ from fedpeer.dates import (
 from fedpeer.definitions import (
     Codelist,
     IndicatorDefinition,
+    Standardise,
     content_hash,
     deserialize,
+    find_standard,
     load_definition,
     load_profile,
     load_standard_set,
+    meaning_hash,
     parse_codelist_csv,
     serialize,
 )
@@ -51,7 +55,9 @@ INDICATORS_MD_ORDER = [
 def test_standard_set_in_the_order_of_indicators_md():
     defs = load_standard_set()
     assert [d.id for d in defs] == INDICATORS_MD_ORDER
-    assert all(d.version == 1 for d in defs)
+    # antibiotic_items_per_1000 is at version 2: it gained standardise = "age_sex"
+    assert [d.version for d in defs] == [1] * 11 + [2]
+    assert [d.id for d in defs if d.standardise] == ["antibiotic_items_per_1000"]
     kinds = [d.kind for d in defs]
     assert kinds == [Kind.PROPORTION] * 8 + [Kind.MEAN, Kind.MEAN, Kind.BREAKDOWN, Kind.RATE]
 
@@ -278,3 +284,23 @@ def test_age_and_29_february():
             for delta in range(-3, 4):
                 dob = date.fromordinal(cut.toordinal() + delta)
                 assert (age_on(dob, as_of) >= years) == (dob <= cut)
+
+
+def test_standardise_is_in_the_content_hash_but_not_the_meaning():
+    """Adding ``standardise`` makes another definition (hash) asking the same question."""
+    abx = find_standard("antibiotic_items_per_1000")
+    plain = dataclasses.replace(abx, standardise=None, version=1)
+    assert b'"standardise":"age_sex"' in serialize(abx)
+    assert content_hash(abx) != content_hash(plain)
+    assert meaning_hash(abx) == meaning_hash(plain)
+    assert deserialize(serialize(abx)) == abx
+
+
+def test_standardise_only_where_an_observed_count_has_an_expected_one():
+    mean = find_standard("gp_f2f_minutes")
+    with pytest.raises(DefinitionError, match="standardise is only for a rate"):
+        dataclasses.replace(mean, standardise=Standardise.AGE_SEX)
+    data = json.loads(serialize(find_standard("antibiotic_items_per_1000")))
+    data["standardise"] = "deprivation"
+    with pytest.raises(DefinitionError, match="field standardise: unknown value 'deprivation'"):
+        deserialize(canonical_json(data))

@@ -34,6 +34,10 @@ async def test_three_monthly_rounds_end_to_end_write_every_report(tmp_path: Path
         assert all(f">{month}</text>" in html for month in months)
         others = [p["name"] for p in practices if p is not practice]
         assert not any(name in html for name in others), "peers are never named to each other"
+        # The rounds carried the reference-rates study's rates: the antibiotic rate is
+        # also shown standardised for age and sex, and the footer says from where.
+        assert "Standardised for age and sex: " in html
+        assert "indirectly standardised for age and sex" in html
         # What left the practice is in its own audit log, chained and intact: three rounds.
         audit = AuditLog.at_home(out / "work" / "agents" / practice["practice_id"])
         assert audit.verify() is None

@@ -42,7 +42,7 @@ from fedpeer.disclosure import check_release, release
 from fedpeer.errors import IdentityError
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.release import to_rows
-from fedpeer.studies import Study, from_vector, to_vector
+from fedpeer.studies import Study, from_vector, needs_strata, to_vector
 
 AS_OF = dt.date(2026, 9, 30)
 STEP_SECONDS = 600.0  # dropouts are modelled by ``Network.time_passes``, not by waiting
@@ -67,7 +67,8 @@ class Site:
             book.close()
 
     def vector(self, definitions: Sequence) -> list[int]:  # type: ignore[type-arg]
-        results, _ = compute_results(str(self.extract), AS_OF, definitions)
+        strata = needs_strata(definitions)  # a standardised definition's bands travel too
+        results, _ = compute_results(str(self.extract), AS_OF, definitions, by_age_sex=strata)
         return to_vector(definitions, results)
 
 

@@ -262,7 +262,7 @@ class _Evaluator:
         most = max(Counter(a.clinician_id for a in seen).values())
         return Fraction(most, len(seen))
 
-    def measure(self, d: IndicatorDefinition, patients: list[Patient]):
+    def measure(self, d: IndicatorDefinition, patients: list[Patient], whole: bool = True):
         """The measure of one definition over the given patients (all, or one stratum)."""
         if d.unit is Unit.APPOINTMENTS:
             return self.appointment_measure(d)
@@ -270,7 +270,13 @@ class _Evaluator:
             assert isinstance(d.numerator, MedicationCriteria) and isinstance(
                 d.denominator, PatientCriteria
             )
-            items = sum(1 for i in self.x.items if self.item_matches(i, d.numerator))
+            # The whole practice counts every item; a stratum, its own patients' items.
+            ids = None if whole else {p.patient_id for p in patients}
+            items = sum(
+                1
+                for i in self.x.items
+                if self.item_matches(i, d.numerator) and (ids is None or i.patient_id in ids)
+            )
             people = sum(1 for p in patients if self.patient_matches(p, d.denominator))
             return Rate(items, people, d.per)
         if d.kind is Kind.PROPORTION:
@@ -354,5 +360,6 @@ def evaluate(
                 if key in groups:
                     groups[key].append(p)
             for stratum in SEX_AGE_BANDS:
-                results.append(IndicatorResult(d.id, ev.measure(d, groups[stratum]), stratum))
+                measure = ev.measure(d, groups[stratum], whole=False)
+                results.append(IndicatorResult(d.id, measure, stratum))
     return results

@@ -382,13 +382,27 @@ class _Evaluation:
                     out[(i, what)][stratum] += _int(value)
         return out
 
-    def _rate_items(self) -> dict[int, int]:
+    def _rate_items(self) -> dict[int, dict[str, int]]:
+        """{definition: {stratum or "": items}}: by the sex and age band of each item's patient."""
         rates = [(i, d) for i, d in enumerate(self.defs) if d.kind is Kind.RATE]
         if not rates:
             return {}
-        query = sa.select(*[_count_if(self.b.medication(d.numerator)) for _, d in rates])  # type: ignore[arg-type]
-        row = self.conn.execute(query.select_from(M)).one()
-        return {i: _int(v) for (i, _), v in zip(rates, row, strict=True)}
+        band = self.b.age_band().label("band")
+        counts = [_count_if(self.b.medication(d.numerator)) for _, d in rates]  # type: ignore[arg-type]
+        # An outer join: the whole practice counts every item, whoever's it is.
+        query = (
+            sa.select(P.c.sex, band, *counts)
+            .select_from(M.outerjoin(P, P.c.patient_id == M.c.patient_id))
+            .group_by(P.c.sex, band)
+        )
+        out: dict[int, dict[str, int]] = {i: defaultdict(int) for i, _ in rates}
+        for row in self.conn.execute(query):
+            stratum = None if row[0] is None else _stratum(row[0], row[1])
+            for (i, _), value in zip(rates, row[2:], strict=True):
+                out[i][""] += _int(value)
+                if stratum:
+                    out[i][stratum] += _int(value)
+        return out
 
     def _appointment_sums(self) -> dict[int, tuple[int, int]]:
         props = [
@@ -483,8 +497,10 @@ class _Evaluation:
                 ]
             return [IndicatorResult(d.id, self._breakdown(i, d))]
         if d.kind is Kind.RATE:
+            items, people = self.rate_items[i], self.sums[(i, "den")]
             return [
-                IndicatorResult(d.id, Rate(self.rate_items[i], self.sums[(i, "den")][""], d.per))
+                IndicatorResult(d.id, Rate(items.get(s, 0), people.get(s, 0), d.per), s)
+                for s in strata
             ]
         if d.kind is Kind.BREAKDOWN:
             return [IndicatorResult(d.id, self._breakdown(i, d))]

@@ -38,6 +38,7 @@ from coordinator.reports.wording import (
     direction_words,
     ordinal,
     spread_words,
+    standardised_words,
     verdict,
 )
 
@@ -144,6 +145,7 @@ def render_practice_report(
                     "overall": ic.spec.format(ic.overall.value),
                     "counts": counts(ic.spec, own),
                     "spread": spread_words(ic),
+                    "standardised": standardised_words(ic.standardised.get(practice_id)),
                 }
             )
     mix = comparison.skill_mix

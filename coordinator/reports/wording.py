@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from coordinator.comparisons import Direction, IndicatorComparison, IndicatorSpec, PracticeValue
+from coordinator.comparisons import (
+    Direction,
+    IndicatorComparison,
+    IndicatorSpec,
+    PracticeValue,
+    StandardisedRatio,
+)
 from coordinator.funnel import FunnelStatus
 from coordinator.stats.ranks import shown_percentile
 from fedpeer.measures import Kind
@@ -146,4 +152,25 @@ def spread_words(comparison: IndicatorComparison) -> str:
     return (
         f"Practices differ more than chance alone explains (overdispersion, phi "
         f"{comparison.phi:.1f}), so many fall outside these limits: read them as a guide."
+    )
+
+
+def standardised_words(ratio: StandardisedRatio | None) -> str:
+    """A practice's indirectly standardised ratio (S17) in one sentence, or "" without one.
+
+    The interval is exact (Garwood) below 10 observed and Byar's from 10; the words say
+    only on which side of 1 it lies, or that it includes 1.
+    """
+    if ratio is None:
+        return ""
+    if ratio.low > 1:
+        side = "higher than expected for a list of its age and sex"
+    elif ratio.high < 1:
+        side = "lower than expected for a list of its age and sex"
+    else:
+        side = "the interval includes 1: no different from expected, given its age and sex"
+    return (
+        f"Standardised for age and sex: {ratio.ratio:.2f} times the expected "
+        f"(95% interval {ratio.low:.2f} to {ratio.high:.2f}; observed {ratio.observed:,.0f}, "
+        f"expected {ratio.expected:,.0f}), {side}."
     )

@@ -19,7 +19,7 @@ from coordinator.services.agent import RoundAnnouncer
 from coordinator.services.oversight import AdminOversightMethods
 from coordinator.services.studies import AdminStudyMethods
 from coordinator.store import PracticeRecord, RoundSchedule, RoundStatus, RoundSummary, Store
-from coordinator.studies import StudyBook
+from coordinator.studies import StudyBook, reference_rates
 from fedpeer import wire
 from fedpeer.collection import parse_instant
 from fedpeer.errors import PolicyError, RoundError
@@ -177,6 +177,11 @@ class AdminServicer(AdminStudyMethods, AdminOversightMethods, admin_pb2_grpc.Adm
             )
         definitions = [wire.definition_from_proto(d) for d in request.definitions]
         deadline = parse_instant(request.deadline) if request.deadline else None
+        standardisation = None
+        if request.standardise_with:
+            standardisation = await asyncio.to_thread(
+                reference_rates, self._studies, request.standardise_with, definitions
+            )
         round_ = await asyncio.to_thread(
             rounds.start_round,
             self._store,
@@ -186,6 +191,7 @@ class AdminServicer(AdminStudyMethods, AdminOversightMethods, admin_pb2_grpc.Adm
             self._network_policy,
             deadline,
             request.quorum,
+            standardisation=standardisation,
         )
         await self._announcer.refresh()
         log.info("event=round_started round=%s as_of=%s", round_.round_id, as_of)

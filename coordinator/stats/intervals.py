@@ -56,23 +56,47 @@ class Standardised:
     band_rates: np.ndarray
 
 
-def indirect_standardisation(numerators: np.ndarray, denominators: np.ndarray) -> Standardised:
-    """S17: practices x bands counts -> observed / expected from the pooled band rates.
-
-    A band no practice has anyone in has no rate and adds nothing to any expected count.
+def band_rates(numerators: np.ndarray, denominators: np.ndarray) -> np.ndarray:
+    """S17's reference rates: each band's numerators over its denominators, summed over the
+    rows (practices); 0 for a band with no one in it (it adds nothing to any expected count).
     """
-    num = np.asarray(numerators, dtype=float)
-    den = np.asarray(denominators, dtype=float)
+    num = np.atleast_2d(np.asarray(numerators, dtype=float))
+    den = np.atleast_2d(np.asarray(denominators, dtype=float))
     totals = den.sum(axis=0)
-    rates = np.divide(num.sum(axis=0), totals, out=np.zeros_like(totals), where=totals > 0)
-    observed = num.sum(axis=1)
-    expected = den @ rates
+    return np.divide(num.sum(axis=0), totals, out=np.zeros_like(totals), where=totals > 0)
+
+
+def standardised_ratios(
+    observed: np.ndarray, expected: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S17's ratio O / E with its 95% interval: Garwood on O below 10, Byar's from 10, over E.
+
+    NaN where E is not positive (no expected count, no ratio).
+    """
+    observed = np.asarray(observed, dtype=float)
+    expected = np.asarray(expected, dtype=float)
     ratio = np.full_like(observed, np.nan)
     low = np.full_like(observed, np.nan)
     high = np.full_like(observed, np.nan)
     for i, (o, e) in enumerate(zip(observed, expected, strict=True)):
-        if e <= 0:
+        if not e > 0:
             continue
         lo, hi = garwood_count(o) if o < BYAR_FROM else byar_count(o)
         ratio[i], low[i], high[i] = o / e, lo / e, hi / e
+    return ratio, low, high
+
+
+def indirect_standardisation(numerators: np.ndarray, denominators: np.ndarray) -> Standardised:
+    """S17: practices x bands counts -> observed / expected from the pooled band rates.
+
+    A band no practice has anyone in has no rate and adds nothing to any expected count.
+    (In a round the bands never reach the coordinator: each agent sends its expected count
+    from rates pooled by secure aggregation, and ``standardised_ratios`` does the rest.)
+    """
+    num = np.asarray(numerators, dtype=float)
+    den = np.asarray(denominators, dtype=float)
+    rates = band_rates(num, den)
+    observed = num.sum(axis=1)
+    expected = den @ rates
+    ratio, low, high = standardised_ratios(observed, expected)
     return Standardised(observed, expected, ratio, low, high, rates)

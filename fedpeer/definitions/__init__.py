@@ -25,6 +25,7 @@ from fedpeer.definitions.model import (
     LatestValue,
     MedicationCriteria,
     PatientCriteria,
+    Standardise,
     Unit,
     UsualProviderOfCare,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "LatestValue",
     "MedicationCriteria",
     "PatientCriteria",
+    "Standardise",
     "Unit",
     "UsualProviderOfCare",
     "content_hash",

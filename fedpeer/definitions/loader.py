@@ -28,6 +28,7 @@ from fedpeer.definitions.model import (
     LatestValue,
     MedicationCriteria,
     PatientCriteria,
+    Standardise,
     Unit,
     UsualProviderOfCare,
 )
@@ -221,6 +222,7 @@ class Builder:
         kind = f.take_choice("kind", Kind)
         unit = f.take_choice("unit", Unit)
         per = f.take("per", int, 1000)
+        standardise = f.take_choice("standardise", Standardise, None)
         parts: dict[str, Any] = {}
         if "denominator" in f.data:
             # a rate's denominator is people, whatever its numerator counts
@@ -248,6 +250,7 @@ class Builder:
                 kind=kind,
                 unit=unit,
                 per=per,
+                standardise=standardise,
                 **parts,
             ),
             f,

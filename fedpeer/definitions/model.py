@@ -50,6 +50,12 @@ class BreakdownBy(StrEnum):
     IMD_DECILE = "imd_decile"
 
 
+class Standardise(StrEnum):
+    """How the coordinator may standardise an indicator's comparison (STATS.md S17)."""
+
+    AGE_SEX = "age_sex"  # indirectly, by sex and 5-year age band
+
+
 class Comparator(StrEnum):
     """How a latest value is compared with its threshold."""
 
@@ -302,6 +308,7 @@ class IndicatorDefinition:
     value: UsualProviderOfCare | str | None = None
     breakdown: BreakdownSpec | None = None
     per: int = 1000
+    standardise: Standardise | None = None
 
     def __post_init__(self) -> None:
         _check(bool(ID_PATTERN.match(self.id)), f"id {self.id!r} must be lower case a-z0-9_.")
@@ -338,11 +345,32 @@ class IndicatorDefinition:
             "per must be a positive whole number",
         )
         _check(self.kind is Kind.RATE or self.per == 1000, "per is only for a rate")
+        _check(
+            self.standardise is None or self.standardisable,
+            "standardise is only for a rate, or a proportion of patients",
+        )
 
     @property
     def stratifiable(self) -> bool:
-        """Whether it is also evaluated by sex and 5-year age band when strata are asked for."""
-        return self.unit is Unit.PATIENTS and self.kind is not Kind.BREAKDOWN
+        """Whether it is also evaluated by sex and 5-year age band when strata are asked for.
+
+        A rate's strata count the items of the stratum's patients (by their sex and age on
+        ``as_of``, registered or not) over the stratum's registered patients.
+        """
+        return (self.unit is Unit.PATIENTS and self.kind is not Kind.BREAKDOWN) or (
+            self.kind is Kind.RATE
+        )
+
+    @property
+    def standardisable(self) -> bool:
+        """Whether indirect standardisation (S17: an observed count over an expected one) fits.
+
+        O must be a count of events among the denominator's people, as a rate's items or a
+        proportion's patients are; a mean or a breakdown has none.
+        """
+        return self.kind is Kind.RATE or (
+            self.kind is Kind.PROPORTION and self.unit is Unit.PATIENTS
+        )
 
     @property
     def value_bound(self) -> float | None:

@@ -126,6 +126,8 @@ def to_data(defn: IndicatorDefinition) -> tuple[dict[str, Any], dict[str, Codeli
     }
     if defn.per != 1000:
         out["per"] = defn.per
+    if defn.standardise is not None:
+        out["standardise"] = defn.standardise.value
     for part in ("denominator", "numerator", "population"):
         crit = getattr(defn, part)
         if crit is not None:
@@ -198,6 +200,9 @@ def content_hash(defn: IndicatorDefinition) -> str:
 
 # Wording: what a person reads, which changes nothing about who is counted or how.
 _WORDING = ("id", "version", "title", "description")
+# How the coordinator compares the answer, which changes nothing about what is counted:
+# a definition that gains ``standardise`` asks the question it asked before.
+_COMPARISON = ("standardise",)
 _VALUE_WORDING = ("label", "unit")
 _CODELIST_KEYS = ("diagnosis", "resolved", "codelist", "dmd")
 
@@ -221,7 +226,7 @@ def _meaning(node: Any, codelists: dict[str, Codelist]) -> Any:
 def meaning(defn: IndicatorDefinition) -> dict[str, Any]:
     """What a definition asks, as plain data: its wording, ids and codelist names left out."""
     data, codelists = to_data(defn)
-    for key in _WORDING:
+    for key in (*_WORDING, *_COMPARISON):
         data.pop(key, None)
     return {"format": "fedpeer-meaning/1", **_meaning(data, codelists)}
 

@@ -194,6 +194,7 @@ class StartRoundRequest(_message.Message):
     DEFINITIONS_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
     QUORUM_FIELD_NUMBER: _builtins.int
+    STANDARDISE_WITH_FIELD_NUMBER: _builtins.int
     as_of: _builtins.str
     @_builtins.property
     @_deprecated("""This field has been marked as deprecated using proto field options.""")
@@ -213,6 +214,10 @@ class StartRoundRequest(_message.Message):
     """When the round stops taking answers (ISO 8601 UTC with a Z); empty for none."""
     quorum: _builtins.int
     """How many practices must submit for the round to count; 0 for none."""
+    standardise_with: _builtins.str
+    """A published "reference rates" study: the round carries its pooled band counts so that
+    the definitions marked `standardise` are compared indirectly standardised. Empty: none.
+    """
     @_builtins.property
     @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def policy(self) -> _common_pb2.DisclosurePolicy:
@@ -229,10 +234,11 @@ class StartRoundRequest(_message.Message):
         definitions: _abc.Iterable[_common_pb2.IndicatorDefinition] | None = ...,
         deadline: _builtins.str = ...,
         quorum: _builtins.int = ...,
+        standardise_with: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "deadline", b"deadline", "definitions", b"definitions", "policy", b"policy", "quorum", b"quorum", "standard", b"standard"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "deadline", b"deadline", "definitions", b"definitions", "policy", b"policy", "quorum", b"quorum", "standard", b"standard", "standardise_with", b"standardise_with"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

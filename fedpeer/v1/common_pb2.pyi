@@ -178,6 +178,7 @@ class Round(_message.Message):
     DEADLINE_FIELD_NUMBER: _builtins.int
     QUORUM_FIELD_NUMBER: _builtins.int
     SIGNER_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    REFERENCE_RATES_FIELD_NUMBER: _builtins.int
     round_id: _builtins.str
     as_of: _builtins.str
     @_builtins.property
@@ -213,6 +214,11 @@ class Round(_message.Message):
     as the round-and-receipt signer; `signature` is then that key's. Empty from
     coordinators that sign with the CA key itself.
     """
+    reference_rates: _builtins.bytes
+    """Reference rates for indirect age-sex standardisation: a canonical JSON document
+    (fedpeer.standardise.Standardisation) of pooled band counts from a study. Empty for a
+    round that is not standardised; its SHA-256 is part of the signed manifest when set.
+    """
     @_builtins.property
     def policy(self) -> Global___DisclosurePolicy: ...
     @_builtins.property
@@ -230,10 +236,11 @@ class Round(_message.Message):
         deadline: _builtins.str = ...,
         quorum: _builtins.int = ...,
         signer_certificate: _builtins.bytes = ...,
+        reference_rates: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "created_at", b"created_at", "deadline", b"deadline", "definitions", b"definitions", "policy", b"policy", "quorum", b"quorum", "round_id", b"round_id", "signature", b"signature", "signer_certificate", b"signer_certificate", "standard", b"standard"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "created_at", b"created_at", "deadline", b"deadline", "definitions", b"definitions", "policy", b"policy", "quorum", b"quorum", "reference_rates", b"reference_rates", "round_id", b"round_id", "signature", b"signature", "signer_certificate", b"signer_certificate", "standard", b"standard"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -112,6 +112,43 @@ def test_by_age_sex(spec):
     assert by["male.0-4"] == Proportion(0, 0)
 
 
+def test_antibiotic_rate_by_age_sex(spec):
+    """A rate's strata: each item goes to its patient's sex and age band on as_of (registered
+    or not, as the numerator counts it); the people are the stratum's registered patients.
+    Items of a patient of unknown sex are in the whole practice only."""
+    tables = sx.complete(
+        {
+            "patients": """
+            patient_id | sex     | date_of_birth | registered_to
+            p1         | female  | 1960-01-01    |
+            p2         | female  | 1962-06-01    |
+            p3         | male    | 2024-01-01    |
+            # left the practice: their items count, they do not
+            p4         | male    | 2023-05-01    | 2026-01-01
+            p5         | unknown | 1950-01-01    |
+            """,
+            "medications": """
+            patient_id | date       | bnf_code
+            p1         | 2026-01-01 | 0501013B0AAABAB
+            p1         | 2026-02-01 | 0501013B0AAABAB
+            p2         | 2026-03-01 | 0501013B0AAABAB
+            p3         | 2026-03-01 | 0501013B0AAABAB
+            p4         | 2025-12-01 | 0501013B0AAABAB
+            p4         | 2026-03-01 | 0502010B0
+            p5         | 2026-03-01 | 0501013B0AAABAB
+            """,
+        }
+    )
+    results = spec.measure("antibiotic_items_per_1000", AS_OF, tables, by_age_sex=True)
+    assert len(results) == 37
+    by = {r.stratum: r.measure for r in results}
+    assert by[""] == Rate(6, 4, 1000)
+    assert by["female.65-69"] == Rate(2, 1, 1000)  # p1 is 66 on as_of
+    assert by["female.60-64"] == Rate(1, 1, 1000)
+    assert by["male.0-4"] == Rate(2, 1, 1000)
+    assert sum(m.numerator for s, m in by.items() if s) == 5
+
+
 def test_starts_at_with_t_separator_on_sqlite():
     engine = sa.create_engine("sqlite://")
     with engine.begin() as conn:
