@@ -213,6 +213,18 @@ def _count(value: object) -> int:
     return value
 
 
+def asks_standardised(round_: Round) -> bool:
+    """True when a definition of the round says ``standardise`` (no agent before 0.4.0 reads it)."""
+    return _any_standardised(round_.definitions)
+
+
+@functools.lru_cache(maxsize=32)
+def _any_standardised(definitions: tuple[DefinitionDocument, ...]) -> bool:
+    from fedpeer.definitions import deserialize
+
+    return any(deserialize(d.body).standardise is not None for d in definitions)
+
+
 def standardisation_of(round_: Round) -> Standardisation | None:
     """The round's reference rates, checked against its definitions; None when it has none."""
     if not round_.reference_rates:

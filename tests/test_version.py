@@ -6,7 +6,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from _coordinator_helpers import admin, fixed_prepare, start
+from _coordinator_helpers import AS_OF, DEFINITIONS, admin, fixed_prepare, start
 
 from agent.client import Agent, enrol
 from agent.identity_store import AgentHome
@@ -15,6 +15,8 @@ from coordinator.services import version
 from coordinator.services.version import VersionInterceptor, refusal, release
 from fedpeer import __version__
 from fedpeer.channel import VERSION_HEADER, channel_options
+from fedpeer.collection import DefinitionDocument
+from fedpeer.definitions import find_standard, serialize
 from fedpeer.errors import VersionError
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc
 
@@ -34,6 +36,11 @@ def test_versions_compare_by_release() -> None:
     assert "0.1.0 or older (it does not say)" in (refusal(None, "0.2.0") or "")
     assert "'latest', which is not one" in (refusal("latest", "0.1.0") or "")
     assert release(version.MINIMUM_AGENT_VERSION) <= release(__version__)
+
+
+def standard_document(name: str) -> DefinitionDocument:
+    """A standard definition as a round carries it."""
+    return DefinitionDocument.of(name, serialize(find_standard(name)))
 
 
 async def _enrolled(tmp_path: Path) -> tuple[RunningCoordinator, Path]:
@@ -108,3 +115,47 @@ def test_the_interceptor_checks_only_what_agents_call() -> None:
     assert VersionInterceptor().minimum == version.MINIMUM_AGENT_VERSION
     assert VersionInterceptor("0.5").minimum == "0.5"
     assert version.CHECKED_PREFIXES == ("/fedpeer.v1.Agent/", "/fedpeer.v1.Enrolment/")
+
+
+async def test_a_round_that_standardises_tells_an_agent_before_0_4_0_to_upgrade(
+    tmp_path: Path,
+) -> None:
+    # Agents before 0.4.0 cannot read a definition's ``standardise`` key: rather than
+    # leave such an agent failing on its own, the coordinator says why when it asks.
+    running, home = await _enrolled(tmp_path)
+    try:
+        plain = DEFINITIONS
+        standardised = (*DEFINITIONS, standard_document("antibiotic_items_per_1000"))
+        async with admin(running) as adm:
+            ordinary = await adm.start_round(AS_OF, plain)
+            asks = await adm.start_round(AS_OF, standardised)
+        identity = AgentHome(home).load()
+        credentials = grpc.ssl_channel_credentials(
+            identity.ca_pem, identity.key_pem, identity.cert_pem
+        )
+
+        async def get_round(round_id: str, version_said: str) -> tuple[grpc.StatusCode, str]:
+            async with grpc.aio.secure_channel(
+                running.address, credentials, options=channel_options()
+            ) as channel:
+                stub = agent_pb2_grpc.AgentStub(channel)
+                try:
+                    await stub.GetRound(
+                        agent_pb2.GetRoundRequest(round_id=round_id),
+                        metadata=((VERSION_HEADER, version_said),),
+                        timeout=10,
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code(), exc.details() or ""
+                return grpc.StatusCode.OK, ""
+
+        assert await get_round(ordinary.round_id, "0.3.0") == (grpc.StatusCode.OK, "")
+        assert await get_round(asks.round_id, "0.4.0") == (grpc.StatusCode.OK, "")
+        code, details = await get_round(asks.round_id, "0.3.0")
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+        assert details == (
+            "this round has definitions that need fedpeer-agent 0.4.0 or newer: upgrade the agent"
+        )
+        assert release(__version__) >= release(version.STANDARDISE_AGENT_VERSION)
+    finally:
+        await running.stop(0)

@@ -28,10 +28,18 @@ from coordinator.services.auth import (
     refusal_of,
 )
 from coordinator.services.studies import AgentStudyMethods
-from coordinator.services.version import knows_signer
+from coordinator.services.version import (
+    STANDARDISE_AGENT_VERSION,
+    at_least,
+    knows_signer,
+    reported_version,
+)
 from coordinator.store import PRACTICES_CHANNEL, ROUNDS_CHANNEL, PracticeRecord, Store
 from coordinator.studies import StudyBook
 from fedpeer import wire
+from fedpeer.channel import UPGRADE
+from fedpeer.errors import RoundError
+from fedpeer.standardise import asks_standardised
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 log = logging.getLogger("fedpeer.coordinator")
@@ -273,6 +281,17 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
     ) -> common_pb2.Round:
         """The signed round."""
         round_ = await asyncio.to_thread(self._store.round, request.round_id)
+        if asks_standardised(round_) and not at_least(context, STANDARDISE_AGENT_VERSION):
+            log.info(
+                "event=round_refused practice=%s round=%s agent_version=%s reason=too old",
+                calling_practice(),
+                round_.round_id,
+                reported_version(context),
+            )
+            raise RoundError(
+                f"this round has definitions that need fedpeer-agent "
+                f"{STANDARDISE_AGENT_VERSION} or newer: {UPGRADE}"
+            )
         if not knows_signer(context):
             round_ = rounds.signed_by_ca(round_, rounds.ca_for_old_agents(self._ca))
         return wire.round_to_proto(round_)

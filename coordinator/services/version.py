@@ -25,6 +25,9 @@ MINIMUM_AGENT_VERSION = "0.1.0"
 # The first agent that checks a signing key's certificate (issue 10); older ones check
 # rounds, receipts and studies against the CA key itself, so they are sent CA signatures.
 SIGNER_AGENT_VERSION = "0.3.0"
+# The first agent that reads a definition's ``standardise`` key; an older one cannot read a
+# round that has one, and is told to upgrade when it asks for it (not left to fail alone).
+STANDARDISE_AGENT_VERSION = "0.4.0"
 UNREPORTED = "0.1.0"  # the last version that did not say
 CHECKED_PREFIXES = ("/fedpeer.v1.Agent/", "/fedpeer.v1.Enrolment/")
 _RELEASE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
@@ -39,12 +42,21 @@ def release(version: str) -> tuple[int, int, int] | None:
     return int(major), int(minor), int(micro or 0)
 
 
+def reported_version(context: grpc.aio.ServicerContext) -> str:
+    """The version the calling agent reports (``UNREPORTED`` when it does not say)."""
+    metadata = context.invocation_metadata() or ()
+    return str(next((value for key, value in metadata if key == VERSION_HEADER), UNREPORTED))
+
+
+def at_least(context: grpc.aio.ServicerContext, version: str) -> bool:
+    """True when the calling agent is ``version`` or newer."""
+    have, needed = release(reported_version(context)), release(version)
+    return have is not None and needed is not None and have >= needed
+
+
 def knows_signer(context: grpc.aio.ServicerContext) -> bool:
     """True when the calling agent checks a signing key's certificate (0.3.0 or newer)."""
-    metadata = context.invocation_metadata() or ()
-    reported = next((value for key, value in metadata if key == VERSION_HEADER), UNREPORTED)
-    have, needed = release(str(reported)), release(SIGNER_AGENT_VERSION)
-    return have is not None and needed is not None and have >= needed
+    return at_least(context, SIGNER_AGENT_VERSION)
 
 
 def refusal(reported: str | None, minimum: str) -> str | None:
