@@ -18,7 +18,7 @@ from agent.client import enrol
 from agent.identity_store import AgentIdentity
 from coordinator.comparisons import build_comparison
 from coordinator.plausibility import COUNT_CEILING, plausibility_problems
-from coordinator.reports import write_practice_reports, write_summary_report
+from coordinator.reports import write_round_reports
 from coordinator.server import RunningCoordinator
 from fedpeer import wire
 from fedpeer.channel import secure_channel
@@ -125,8 +125,9 @@ async def test_poisoned_releases_are_refused_and_move_nothing(
         after = build_comparison(coordinator.store.released_rows_frame(round_.round_id))
         assert after.indicators["dm_hba1c_le58"].overall == overall
         assert set(after.practices) == set(HONEST)
-        assert write_summary_report(after, tmp_path / "out").exists()
-        assert write_practice_reports(after, tmp_path / "out")
+        written = write_round_reports(after, tmp_path / "out", pdf=False)
+        assert len(written.practices) == len(HONEST) and written.localities
+        assert all(path.stat().st_size for path in written.html)
 
         # The same practice's sensible release is still taken.
         await stub.Submit(signed_request(attacker, round_, good))

@@ -121,7 +121,7 @@ async def test_every_private_file_is_the_owners_under_umask_000(
     from agent.client import Agent, enrol
     from coordinator.backup import backup
     from coordinator.comparisons import build_comparison
-    from coordinator.reports import write_practice_reports, write_summary_report
+    from coordinator.reports import write_round_reports
     from fedpeer.release import write_rows_file
 
     coordinator_home = tmp_path / "nested" / "coordinator"
@@ -146,8 +146,7 @@ async def test_every_private_file_is_the_owners_under_umask_000(
         )
         frame = running.store.released_rows_frame(round_.round_id)
         out = tmp_path / "outputs" / "reports"
-        write_practice_reports(build_comparison(frame), out)
-        write_summary_report(build_comparison(frame), out)
+        write_round_reports(build_comparison(frame), out, pdf=False)
         backup(running.home, None, tmp_path / "outputs" / "backup.tar.gz", with_keys=True)
         write_rows_file([], tmp_path / "outputs" / "rows.csv")
     finally:
@@ -159,7 +158,8 @@ async def test_every_private_file_is_the_owners_under_umask_000(
     assert {"agent.key", "ledger.sqlite", "outbox.sqlite", "audit.jsonl"} <= agent_files
     assert "studies.sqlite" in agent_files
     outputs = set(_private_tree(tmp_path / "outputs"))
-    assert {"summary.html", "practice-U1.html", "backup.tar.gz", "rows.csv"} <= outputs
+    reports = {"practice-U1.html", "locality-North.html", "commissioners.html"}
+    assert reports | {"backup.tar.gz", "rows.csv"} <= outputs
 
 
 def _planted(path: Path, tmp_path: Path) -> Path:
@@ -174,7 +174,7 @@ def _planted(path: Path, tmp_path: Path) -> Path:
 def test_a_link_planted_in_place_of_a_key_or_store_is_refused(tmp_path: Path) -> None:
     from coordinator.ca import init_home
     from coordinator.comparisons import FRAME_COLUMNS, build_comparison
-    from coordinator.reports import write_summary_report
+    from coordinator.reports import write_round_reports
     from fedpeer.errors import UnsafeFile
     from fedpeer.release import write_rows_file
 
@@ -218,10 +218,12 @@ def test_a_link_planted_in_place_of_a_key_or_store_is_refused(tmp_path: Path) ->
             tmp_path / "out" / "rows.csv.tmp",
             lambda: write_rows_file([], tmp_path / "out" / "rows.csv"),
         ),
-        "summary report": (
-            tmp_path / "reports" / "summary.html",
-            lambda: write_summary_report(
-                build_comparison(pd.DataFrame(columns=list(FRAME_COLUMNS))), tmp_path / "reports"
+        "commissioners' summary": (
+            tmp_path / "reports" / "commissioners.html",
+            lambda: write_round_reports(
+                build_comparison(pd.DataFrame(columns=list(FRAME_COLUMNS))),
+                tmp_path / "reports",
+                pdf=False,
             ),
         ),
         "a home that is a link": (

@@ -1,4 +1,5 @@
-"""Practice and summary reports: self-contained, valid, naming only whom they may."""
+"""Practice reports, locality slides and the commissioners' summary: self-contained, valid,
+naming only whom they may."""
 
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ from coordinator.comparisons import FRAME_COLUMNS, Comparison, build_comparison
 from coordinator.console import print_comparison_table
 from coordinator.reports import (
     render_practice_report,
-    render_summary_report,
     write_practice_reports,
-    write_summary_report,
+    write_round_reports,
 )
 from coordinator.reports.palette import ORANGE
 from fedpeer.policy import DisclosurePolicy
@@ -180,21 +180,24 @@ def test_write_practice_reports(tmp_path: Path, comparison: Comparison) -> None:
     assert all(p.read_text(encoding="utf-8").startswith("<!DOCTYPE html>") for p in paths)
 
 
-def test_summary_report_is_anonymous_by_default(tmp_path: Path, comparison: Comparison) -> None:
-    path = write_summary_report(comparison, tmp_path)
-    html = path.read_text(encoding="utf-8")
-    parsed = parse(html)
-    assert parsed.errors == [] and parsed.references == []
-    assert not [name for name in NAMES if name.replace("'", "&#39;") in html]
-    assert not re.search(r"\bP0\d\d\b", html)  # nor practice ids
-    assert "Withheld" in html  # the West locality
-    assert html.count('class="chart funnel"') == 9
-    assert f'r="7" fill="{ORANGE}"' not in html  # no practice highlighted
-
-
-def test_summary_report_can_name_practices(comparison: Comparison) -> None:
-    html = render_summary_report(comparison, named=True)
-    assert all(name.replace("'", "&#39;") in html for name in NAMES)
+def test_reports_for_more_than_one_practice_name_none_by_default(
+    tmp_path: Path, comparison: Comparison
+) -> None:
+    """The commissioners' summary and every locality's slides, no locality having agreed to
+    be named (naming one is in test_reports_command.py)."""
+    written = write_round_reports(comparison, tmp_path, pdf=False)
+    assert written.pdfs == [] and written.commissioners is not None
+    assert len(written.localities) == len({p.locality for p in comparison.practices.values()})
+    for path in (written.commissioners, *written.localities):
+        html = path.read_text(encoding="utf-8")
+        parsed = parse(html)
+        assert parsed.errors == [] and parsed.references == [], path.name
+        assert not [name for name in NAMES if name.replace("'", "&#39;") in html], path.name
+        assert not re.search(r"\bP0\d\d\b", html), path.name  # nor practice ids
+        assert f'r="7" fill="{ORANGE}"' not in html, path.name  # no practice highlighted
+    for path in written.localities:
+        assert "Practice A" in path.read_text(encoding="utf-8"), path.name
+    assert "Withheld" in written.commissioners.read_text(encoding="utf-8")  # the West locality
 
 
 def test_console_table(comparison: Comparison) -> None:
@@ -230,9 +233,11 @@ def test_practice_without_a_profile_is_told_why_it_has_no_peers() -> None:
     assert "Peer A" not in html
 
 
-def test_empty_round_renders_a_summary() -> None:
-    html = render_summary_report(build_comparison(pd.DataFrame(columns=list(FRAME_COLUMNS))))
-    assert parse(html).errors == []
+def test_an_empty_round_writes_the_commissioners_summary_alone(tmp_path: Path) -> None:
+    empty = build_comparison(pd.DataFrame(columns=list(FRAME_COLUMNS)))
+    written = write_round_reports(empty, tmp_path, pdf=False)
+    assert written.html == [written.commissioners]  # no practice, so no practice report or slides
+    assert parse(written.commissioners.read_text(encoding="utf-8")).errors == []
 
 
 def test_footer_quotes_the_rounds_policy() -> None:

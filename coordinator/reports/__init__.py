@@ -8,9 +8,7 @@ from coordinator.reports.render import (
     slides_filename,
     write_practice_reports,
     write_round_reports,
-    write_summary_report,
 )
-from coordinator.reports.summary import render_summary_report
 from coordinator.reports.workshop import render_locality_slides
 
 __all__ = [
@@ -18,10 +16,8 @@ __all__ = [
     "render_commissioner_summary",
     "render_locality_slides",
     "render_practice_report",
-    "render_summary_report",
     "report_filename",
     "slides_filename",
     "write_practice_reports",
     "write_round_reports",
-    "write_summary_report",
 ]

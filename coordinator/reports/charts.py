@@ -206,8 +206,8 @@ def funnel_plot(
     return Markup("".join(parts))
 
 
-def funnel_legend(*, highlighted: bool) -> Markup:
-    """The key shared by a page's funnel plots."""
+def funnel_legend() -> Markup:
+    """The key shared by a practice report's funnel plots, its own practice highlighted."""
     items = [
         f'<line x1="0" x2="22" y1="8" y2="8" stroke="{INK}" stroke-width="1.5"/>'
         '<text x="28" y="12">All-practice value</text>',
@@ -216,15 +216,11 @@ def funnel_legend(*, highlighted: bool) -> Markup:
         f'<line x1="260" x2="282" y1="8" y2="8" stroke="{DARK_BLUE}" stroke-width="1.5"/>'
         f'<text x="288" y="12">99.8% limits</text>',
         f'<circle cx="382" cy="8" r="3.5" fill="{GREY}"/><text x="390" y="12">A practice</text>',
+        f'<circle cx="482" cy="8" r="6" fill="{ORANGE}" stroke="{INK}" '
+        f'stroke-width="1.5"/><text x="493" y="12">Your practice</text>',
     ]
-    if highlighted:
-        items.append(
-            f'<circle cx="482" cy="8" r="6" fill="{ORANGE}" stroke="{INK}" '
-            f'stroke-width="1.5"/><text x="493" y="12">Your practice</text>'
-        )
-    width = 590 if highlighted else 470
     return Markup(
-        f'<svg viewBox="0 0 {width} 18" width="{width}" '
+        '<svg viewBox="0 0 590 18" width="590" '
         f'height="18" class="legend" {FONT} font-size="12" fill="{INK}" role="img" '
         f'aria-label="Key to the funnel plots">{"".join(items)}</svg>'
     )

@@ -9,6 +9,7 @@ practice and decile bands are left out: each of them is, or can be, one practice
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,6 @@ from coordinator.reports.sections import (
     group_cell,
     pyramid,
 )
-from coordinator.reports.summary import locality_table
 from coordinator.reports.trend_chart import TrendSeries, month_label, trend_chart, trend_legend
 from coordinator.reports.wording import direction_words
 
@@ -69,7 +69,7 @@ def render_commissioner_summary(
     ]
     return environment.get_template("commissioners.html").render(
         **common_context(comparison, None, None),
-        **locality_table(comparison),
+        **_locality_table(comparison),
         rows=rows,
         trends=trend_charts,
         trend_legend=trend_legend(practice=False, peers=False, bands=False),
@@ -89,3 +89,18 @@ def _skill_mix_overall(comparison: Comparison) -> list[dict[str, str]]:
         }
         for role, g in mix.overall.items()
     ]
+
+
+def _locality_table(comparison: Comparison) -> dict[str, Any]:
+    """The localities section: every locality's pooled value per indicator, and its size."""
+    return {
+        "localities": sorted({info.locality for info in comparison.practices.values()}),
+        "locality_rows": [
+            {
+                "title": ic.spec.title,
+                "cells": {g.name: (group_cell(ic, g), g.rank) for g in ic.localities},
+            }
+            for ic in comparison.indicators.values()
+        ],
+        "locality_sizes": Counter(info.locality for info in comparison.practices.values()),
+    }

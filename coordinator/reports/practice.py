@@ -19,6 +19,7 @@ from coordinator.comparisons import (
     Comparison,
     PracticeValue,
 )
+from coordinator.reports import charts
 from coordinator.reports.history import policy_effects, quality_notes, trend_rows
 from coordinator.reports.sections import (
     Cell,
@@ -155,6 +156,7 @@ def render_practice_report(
         summary=_summary_rows(comparison, practice_id),
         skill_mix_row=_skill_mix_summary(comparison, practice_id),
         funnels=funnels,
+        funnel_legend=charts.funnel_legend(),
         peers=_peer_section(comparison, practice_id),
         peers_named=comparison.peers_named,
         locality=_locality_section(comparison, practice_id),

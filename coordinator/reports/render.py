@@ -18,7 +18,6 @@ from coordinator.comparisons import Comparison
 from coordinator.reports.commissioners import render_commissioner_summary
 from coordinator.reports.pdf import ChromiumMissing, printer
 from coordinator.reports.practice import render_practice_report
-from coordinator.reports.summary import render_summary_report
 from coordinator.reports.workshop import render_locality_slides
 from fedpeer.private_files import private_dir, write_private
 
@@ -55,12 +54,6 @@ def write_practice_reports(
         )
         paths.append(write_private(path, html))
     return paths
-
-
-def write_summary_report(comparison: Comparison, out_dir: Path, *, named: bool = False) -> Path:
-    """Write the network summary (practices anonymised unless ``named``)."""
-    out_dir = private_dir(Path(out_dir))
-    return write_private(out_dir / "summary.html", render_summary_report(comparison, named=named))
 
 
 @dataclass

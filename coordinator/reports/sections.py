@@ -1,4 +1,4 @@
-"""The pieces both reports are built from: the Jinja environment, cells, charts, profile.
+"""The pieces the reports are built from: the Jinja environment, cells, charts, profile.
 
 The templates (``templates/*.html``) and the stylesheet (``templates/report.css``) are
 package data; the stylesheet and every chart are inlined, so a report opens offline from
@@ -87,12 +87,11 @@ def common_context(
         "min_mean_count": comparison.policy.min_mean_count,
         "notes": comparison.notes,
         "policy_sentences": policy_sentences(comparison.policy),
-        "funnel_legend": charts.funnel_legend,
     }
 
 
-def funnel_chart(ic: IndicatorComparison, highlight: str | None) -> Markup | None:
-    """An indicator's funnel plot, highlighting one practice (or none), if it has limits."""
+def funnel_chart(ic: IndicatorComparison, highlight: str) -> Markup | None:
+    """An indicator's funnel plot with one practice highlighted, if it has limits."""
     if ic.funnel is None:
         return None
     points = [
@@ -129,49 +128,45 @@ def strip(ic: IndicatorComparison, highlight: float | None) -> Markup:
     )
 
 
-def skill_mix_chart(comparison: Comparison, practice_id: str | None) -> Markup | None:
+def skill_mix_chart(comparison: Comparison, practice_id: str) -> Markup | None:
     """Appointments by clinician role as bars: the practice, its peers, all practices."""
     mix = comparison.skill_mix
     if mix is None:
         return None
     labels = [SKILL_MIX_LABELS.get(c, c) for c in mix.categories]
-    bars = []
-    if practice_id is not None:
-        own = mix.practices.get(practice_id, {})
-        bars.append(charts.StackedBar("Your practice", [own.get(c) for c in mix.categories]))
-        group = comparison.peers(practice_id)
-        if group is not None:
-            peer_totals = {c: 0.0 for c in mix.categories}
-            contributing = 0
-            for pid in group.peer_ids:
-                shares, total = mix.practices.get(pid, {}), mix.totals.get(pid)
-                if not total:
-                    continue
-                contributing += 1
-                for c in mix.categories:
-                    peer_totals[c] += (shares.get(c) or 0.0) * total
-            if contributing >= comparison.group_minimum:
-                whole = sum(peer_totals.values()) or 1.0
-                bars.append(
-                    charts.StackedBar(
-                        "Most alike practices", [peer_totals[c] / whole for c in mix.categories]
-                    )
+    own = mix.practices.get(practice_id, {})
+    bars = [charts.StackedBar("Your practice", [own.get(c) for c in mix.categories])]
+    group = comparison.peers(practice_id)
+    if group is not None:
+        peer_totals = {c: 0.0 for c in mix.categories}
+        contributing = 0
+        for pid in group.peer_ids:
+            shares, total = mix.practices.get(pid, {}), mix.totals.get(pid)
+            if not total:
+                continue
+            contributing += 1
+            for c in mix.categories:
+                peer_totals[c] += (shares.get(c) or 0.0) * total
+        if contributing >= comparison.group_minimum:
+            whole = sum(peer_totals.values()) or 1.0
+            bars.append(
+                charts.StackedBar(
+                    "Most alike practices", [peer_totals[c] / whole for c in mix.categories]
                 )
+            )
     if all(g.published for g in mix.overall.values()):
         bars.append(
             charts.StackedBar("All practices", [mix.overall[c].value for c in mix.categories])
         )
-    if not bars:
-        return None
     return charts.stacked_bars(labels, bars, title="Appointments by clinician role")
 
 
-def profile_rows(comparison: Comparison, practice_id: str | None) -> list[dict[str, Any]]:
+def profile_rows(comparison: Comparison, practice_id: str) -> list[dict[str, Any]]:
     """The practice profile against all practices, one row per feature."""
     complete = [p for p in comparison.profiles.values() if p.complete]
     if len(complete) < comparison.group_minimum:
         return []
-    own = comparison.profiles.get(practice_id) if practice_id else None
+    own = comparison.profiles.get(practice_id)
     rows = []
     for feature in FEATURES:
         attr = "list_size" if feature == "log_list_size" else feature
