@@ -164,11 +164,14 @@ class AdminClient(ServiceClient):
         return response
 
     async def set_schedule(
-        self, deadline_days: int, quorum: int, enabled: bool = True
+        self, deadline_days: int, quorum: int, enabled: bool = True, standardise_with: str = ""
     ) -> admin_pb2.RoundScheduleSetting:
         """Have the coordinator start a standard round at every month end (or stop it)."""
         request = admin_pb2.RoundScheduleSetting(
-            enabled=enabled, deadline_days=deadline_days, quorum=quorum
+            enabled=enabled,
+            deadline_days=deadline_days,
+            quorum=quorum,
+            standardise_with=standardise_with,
         )
         response = await self._call("SetRoundSchedule", request)
         assert isinstance(response, admin_pb2.RoundScheduleSetting)

@@ -193,6 +193,12 @@ def register(round_app: typer.Typer, admin_call: AdminCall[Any], home: Any, coor
         quorum: int = typer.Option(0, "--quorum", min=0, help="Practices needed to count."),
         off: bool = typer.Option(False, "--off", help="Stop starting rounds by schedule."),
         show: bool = typer.Option(False, "--show", help="Show the schedule, change nothing."),
+        standardise_with: str = typer.Option(
+            "",
+            "--standardise-with",
+            metavar="STUDY",
+            help="A published reference-rates study: standardise each round with its rates.",
+        ),
         home: Path = home,
         coordinator: str | None = coord,
     ) -> None:
@@ -201,7 +207,9 @@ def register(round_app: typer.Typer, admin_call: AdminCall[Any], home: Any, coor
             setting = admin_call(home, coordinator, lambda c: c.schedule())
         else:
             setting = admin_call(
-                home, coordinator, lambda c: c.set_schedule(deadline_days, quorum, not off)
+                home,
+                coordinator,
+                lambda c: c.set_schedule(deadline_days, quorum, not off, standardise_with),
             )
         if not setting.enabled:
             console.print("No rounds are scheduled.")
@@ -213,8 +221,13 @@ def register(round_app: typer.Typer, admin_call: AdminCall[Any], home: Any, coor
         )
         console.print(
             "A standard round opens at every month end, for the month just ended, with a "
-            f"deadline {setting.deadline_days} days later and a quorum of {setting.quorum}; "
-            f"{covered}."
+            f"deadline {setting.deadline_days} days later and a quorum of {setting.quorum}"
+            + (
+                f", standardised for age and sex with study {setting.standardise_with}"
+                if setting.standardise_with
+                else ""
+            )
+            + f"; {covered}."
         )
 
 

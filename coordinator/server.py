@@ -181,6 +181,7 @@ async def start_coordinator(
         announcer.refresh,
         config.round_tick_seconds,
         round_clock_now,
+        book,
     )
 
     health_servicer = health.aio.HealthServicer()

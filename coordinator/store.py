@@ -141,6 +141,7 @@ class RoundSchedule:
     deadline_days: int
     quorum: int
     last_as_of: dt.date | None
+    standardise_with: str = ""  # a reference-rates study: its rounds are standardised
 
 
 # A practice counts as expected in a round while it holds a certificate not revoked.
@@ -562,7 +563,9 @@ class Store:
             row = conn.execute(
                 sa.select(round_schedules).where(round_schedules.c.name == name)
             ).first()
-        return None if row is None else RoundSchedule(row.deadline_days, row.quorum, row.last_as_of)
+        if row is None:
+            return None
+        return RoundSchedule(row.deadline_days, row.quorum, row.last_as_of, row.standardise_with)
 
     def set_round_schedule(
         self, name: str, schedule: RoundSchedule | None, now: dt.datetime
@@ -577,6 +580,7 @@ class Store:
                         deadline_days=schedule.deadline_days,
                         quorum=schedule.quorum,
                         last_as_of=schedule.last_as_of,
+                        standardise_with=schedule.standardise_with,
                         created_at=now,
                     )
                 )

@@ -60,6 +60,8 @@ round_schedules = sa.Table(
     sa.Column("deadline_days", sa.Integer, nullable=False),
     sa.Column("quorum", sa.Integer, nullable=False),
     sa.Column("last_as_of", sa.Date),  # the month end of the last round it started
+    # A published reference-rates study its rounds are standardised with ("" for none).
+    sa.Column("standardise_with", sa.String(200), nullable=False, server_default=""),
     sa.Column("created_at", _TS, nullable=False),
 )
 # Practices whose release for a round waits for the practice's approval (never a value).

@@ -26,12 +26,15 @@ from test_studies import AS_OF, Network, _network
 from agent.synth import generate_practice
 from coordinator.comparison_store import comparison_for
 from coordinator.reports.practice import render_practice_report
+from coordinator.round_clock import start_scheduled
 from coordinator.rounds import standard_definitions
+from coordinator.studies import StudyBook
 from coordinator.tables import comparison_standardised
 from fedpeer.canonical import canonical_json
 from fedpeer.collection import Round, decode_rows
 from fedpeer.definitions import SEX_AGE_BANDS, find_standard
 from fedpeer.disclosure import round_count
+from fedpeer.errors import FedpeerError
 from fedpeer.policy import DisclosurePolicy
 from fedpeer.signing import sign
 from fedpeer.standardise import (
@@ -154,6 +157,23 @@ async def test_a_reference_rates_study_standardises_a_round_end_to_end(net: Netw
         f"(95% interval {ratio.low:.2f} to {ratio.high:.2f}" in html
     )
     assert f"study {study_id}" in html
+
+    # 5. The month-end schedule standardises its rounds with the same study, checked when
+    # it is set: a study with no published rates is refused there and then.
+    with pytest.raises(FedpeerError, match=r"no published results|no study"):
+        await net.admin.set_schedule(7, 0, True, "no-such-study")
+    setting = await net.admin.set_schedule(7, 0, True, study_id)
+    assert setting.standardise_with == study_id
+    # The round clock's own step, at a month end it has not covered yet.
+    book = StudyBook(store, DisclosurePolicy())
+    today = dt.datetime.now(dt.UTC)
+    start_scheduled(store, net.running.ca, DisclosurePolicy(), today, book)  # marks this month
+    next_month = (today.replace(day=28) + dt.timedelta(days=4)).replace(day=1, hour=0, minute=5)
+    scheduled = start_scheduled(store, net.running.ca, DisclosurePolicy(), next_month, book)
+    assert scheduled is not None
+    carried = standardisation_of(scheduled)
+    assert carried is not None and carried.study_id == study_id
+    assert carried.rates == standardisation.rates
 
 
 def _bad_rates(entry: dict) -> bytes:  # type: ignore[type-arg]

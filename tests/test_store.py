@@ -218,7 +218,7 @@ def test_migrations_build_exactly_the_declared_schema(store: Store) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert diff == []
-    assert version == "0010"
+    assert version == "0011"
 
 
 def test_a_store_of_the_first_schema_upgrades_with_its_rounds(tmp_path: Path) -> None:

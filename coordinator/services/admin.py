@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 
 import grpc
@@ -65,6 +66,7 @@ def _schedule(schedule: RoundSchedule | None) -> admin_pb2.RoundScheduleSetting:
         deadline_days=schedule.deadline_days,
         quorum=schedule.quorum,
         last_as_of="" if schedule.last_as_of is None else schedule.last_as_of.isoformat(),
+        standardise_with=schedule.standardise_with,
     )
 
 
@@ -254,10 +256,20 @@ class AdminServicer(AdminStudyMethods, AdminOversightMethods, admin_pb2_grpc.Adm
             log.info("event=round_schedule_removed")
             return _schedule(None)
         schedule = await asyncio.to_thread(
-            round_clock.set_schedule, self._store, request.deadline_days, request.quorum
+            functools.partial(
+                round_clock.set_schedule,
+                self._store,
+                request.deadline_days,
+                request.quorum,
+                book=self._studies,
+                standardise_with=request.standardise_with,
+            )
         )
         log.info(
-            "event=round_schedule_set days=%d quorum=%d", request.deadline_days, request.quorum
+            "event=round_schedule_set days=%d quorum=%d standardise_with=%s",
+            request.deadline_days,
+            request.quorum,
+            request.standardise_with or "-",
         )
         return _schedule(schedule)
 

@@ -449,6 +449,7 @@ class RoundScheduleSetting(_message.Message):
     DEADLINE_DAYS_FIELD_NUMBER: _builtins.int
     QUORUM_FIELD_NUMBER: _builtins.int
     LAST_AS_OF_FIELD_NUMBER: _builtins.int
+    STANDARDISE_WITH_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     """false: no schedule (setting it so removes the schedule)"""
     deadline_days: _builtins.int
@@ -456,6 +457,8 @@ class RoundScheduleSetting(_message.Message):
     quorum: _builtins.int
     last_as_of: _builtins.str
     """the month end of the last round it started (or would have)"""
+    standardise_with: _builtins.str
+    """a reference-rates study its rounds are standardised with"""
     def __init__(
         self,
         *,
@@ -463,10 +466,11 @@ class RoundScheduleSetting(_message.Message):
         deadline_days: _builtins.int = ...,
         quorum: _builtins.int = ...,
         last_as_of: _builtins.str = ...,
+        standardise_with: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_days", b"deadline_days", "enabled", b"enabled", "last_as_of", b"last_as_of", "quorum", b"quorum"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_days", b"deadline_days", "enabled", b"enabled", "last_as_of", b"last_as_of", "quorum", b"quorum", "standardise_with", b"standardise_with"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
