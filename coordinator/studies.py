@@ -601,13 +601,18 @@ def _publish(book: StudyBook, record: StudyRecord, need: int, now: dt.datetime) 
 def pooled_policy(study: Study, network: DisclosurePolicy) -> DisclosurePolicy:
     """The network's policy for the pooled counts, with noise when the study has a budget.
 
-    A budget of rho over k definitions (a mean counting twice) buys discrete Gaussian
-    noise of scale sqrt(k / (2 rho)) on every pooled count: the study's whole budget,
-    spent once, on its one publication.
+    A budget of rho over k parts buys discrete Gaussian noise of scale sqrt(k / (2 rho))
+    on every pooled count: the study's whole budget, spent once, on its one publication.
+    A definition is one part; a mean counts twice (its sum and its count), and so does a
+    definition marked ``standardise``, whose vector carries every patient a second time,
+    in their sex and age band.
     """
     if study.budget_rho <= 0:
         return network
-    parts = sum(2 if d.kind == "mean" else 1 for d in study.parsed())
+    parts = sum(
+        (2 if d.kind == "mean" else 1) * (2 if d.standardise is not None else 1)
+        for d in study.parsed()
+    )
     scale = math.sqrt(parts / (2 * study.budget_rho))
     return replace(
         network,

@@ -481,6 +481,19 @@ def test_a_study_budget_buys_noise_on_the_pooled_counts() -> None:
     assert policy.noise == "discrete_gaussian"
     assert policy.noise_scale == pytest.approx((3 / (2 * 0.75)) ** 0.5)  # a mean counts twice
     assert pooled_policy(replace(study, budget_rho=0.0), DisclosurePolicy()) == DisclosurePolicy()
+    # A standardised definition's band counts carry each patient again: it counts twice.
+    standardised = find_standard("antibiotic_items_per_1000")
+    assert standardised.standardise is not None
+    banded = replace(
+        study,
+        definitions=(
+            *study.definitions,
+            DefinitionDocument.of(standardised.id, serialize(standardised)),
+        ),
+    )
+    assert pooled_policy(banded, DisclosurePolicy()).noise_scale == pytest.approx(
+        (5 / (2 * 0.75)) ** 0.5
+    )
 
 
 async def test_a_noisy_study_publishes_rows_the_network_policy_accepts(tmp_path: Path) -> None:
