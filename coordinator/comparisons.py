@@ -464,7 +464,8 @@ def standardisation_note(
         "over expected, the expected count being what the practice's own registered "
         "patients by sex and 5-year age band would have at the rates pooled over "
         f"{standardisation.practices} practices (study {standardisation.study_id}, as of "
-        f"{standardisation.as_of.isoformat()}); other values are not standardised."
+        f"{standardisation.as_of.isoformat()}); patients whose sex is not recorded count in "
+        "the observed, not the expected; other values are not standardised."
     )
 
 
