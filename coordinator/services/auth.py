@@ -21,7 +21,13 @@ import grpc
 from cryptography import x509
 
 from coordinator.admins import admin_seen
-from coordinator.services import abort_unavailable, before_call, refusals_log, transient
+from coordinator.services import (
+    WrappedOnce,
+    abort_unavailable,
+    before_call,
+    refusals_log,
+    transient,
+)
 from coordinator.store import PracticeRecord, Store
 from fedpeer.errors import IdentityError
 from fedpeer.identity import (
@@ -126,6 +132,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._wrapped = WrappedOnce(self._checked)
 
     async def _refuse(
         self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, why: str, reason: str
@@ -200,6 +207,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if not method.startswith((AGENT_PREFIX, ADMIN_PREFIX, ANALYST_PREFIX)):  # pragma: no cover
             return None  # type: ignore[return-value]  # unknown services get UNIMPLEMENTED
+        return self._wrapped(method, handler)
+
+    def _checked(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` with the certificate check of ``method`` in front."""
         authorise = self._authorise
 
         async def check(context: grpc.aio.ServicerContext) -> None:
