@@ -2,7 +2,8 @@
 
 Speed is measured by bench/load.py, not here; these tests hold the behaviour: many real
 submissions at once over mutual TLS, resends of the same content and different content
-racing each other, and the store's batch judged item by item.
+racing each other, the store's batch judged item by item, and a round's close racing a
+batch on each database.
 """
 
 from __future__ import annotations
