@@ -34,6 +34,7 @@ from typing import Any
 import grpc
 
 from coordinator.round_states import RoundState
+from coordinator.services import WrappedOnce
 from coordinator.store import Store
 from fedpeer.errors import StoreError
 
@@ -278,6 +279,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, metrics: CoordinatorMetrics) -> None:
         self._metrics = metrics
+        self._wrapped = WrappedOnce(self._counted)
 
     async def intercept_service(
         self,
@@ -288,7 +290,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        return self._wrapped(handler_call_details.method, handler)  # type: ignore[attr-defined]
+
+    def _counted(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` with its calls counted and timed under ``method``."""
         metrics = self._metrics
 
         def unary_response(inner: Any, kind: str) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from coordinator.round_states import PracticePart, RoundState, check_transition, takes_answers
 from coordinator.tables import (
@@ -173,6 +174,18 @@ def _private_sqlite_file(url: str) -> None:
         private_file(file)
 
 
+# An execution option: how a SQLite transaction begins ("IMMEDIATE" takes the write lock
+# at once). Python's sqlite3 otherwise sends BEGIN only before the first INSERT, UPDATE
+# or DELETE, so what a transaction read before its first write could change under it.
+SQLITE_BEGIN = "fedpeer_sqlite_begin"
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    mode = conn.get_execution_options().get(SQLITE_BEGIN)
+    if mode:
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets status queries read while a submission commits; the busy timeout makes
@@ -246,8 +259,13 @@ class Store:
                 _private_sqlite_file(url)
                 self.engine = sa.create_engine(url, connect_args={"check_same_thread": False})
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+                sa.event.listen(self.engine, "begin", _sqlite_begin)
             else:
                 self.engine = sa.create_engine(url, pool_pre_ping=True)
+            # Transactions that read a round's state and then store an answer to it: on
+            # SQLite they hold the write lock from their first read, so that a round cannot
+            # close between the two (PostgreSQL: ``_answering_states`` locks the rows).
+            self._answering = self.engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
             upgrade(self.engine)
         except sa.exc.ArgumentError as exc:  # not a URL, or a database SQLAlchemy cannot load
             raise StoreError(f"cannot open the store: {exc}") from None
@@ -602,7 +620,7 @@ class Store:
 
     def record_wait(self, round_id: str, practice_id: str, now: dt.datetime) -> None:
         """Note that a practice's release for an open round awaits its approval."""
-        with self.engine.begin() as conn:
+        with self._answering.begin() as conn:
             _require_answering(conn, round_id)
             known = conn.execute(
                 sa.select(round_waits.c.since).where(
@@ -643,84 +661,80 @@ class Store:
         SubmissionConflict, an unknown or closed round its error; the rest commit together.
         A failure of the transaction itself (the database down) raises for the whole batch.
         """
-        try:
-            with self.engine.begin() as conn:
-                return self._record_batch(conn, batch)
-        except sa.exc.IntegrityError:
-            # Another writer (a replica sharing the database) stored one of these first:
-            # judge each alone, so one resend does not fail the others.
-            if len(batch) > 1:
-                return [out for one in batch for out in self.record_submissions([one])]
-            (one,) = batch
-            with self.engine.connect() as conn:
-                existing = self._existing(conn, one.receipt.round_id, one.receipt.practice_id)
-            if existing is None:
-                raise
-            return [_same_or_conflict_outcome(existing, one.receipt.content_sha256)]
+        with self._answering.begin() as conn:
+            return self._record_batch(conn, batch)
 
     def _record_batch(
         self, conn: sa.Connection, batch: Sequence[PendingSubmission]
     ) -> list[Receipt | RoundError]:
-        round_ids = sorted({p.receipt.round_id for p in batch})
-        # Lock the rounds (PostgreSQL) so that a round cannot close under the batch.
-        states = dict(
-            conn.execute(
-                sa.select(rounds.c.round_id, rounds.c.state)
-                .where(rounds.c.round_id.in_(round_ids))
-                .with_for_update()
-            ).all()
-        )
-        decided = self._existing_many(conn, batch)
-        outcomes: list[Receipt | RoundError] = []
-        new: list[PendingSubmission] = []
+        states = _answering_states(conn, {p.receipt.round_id for p in batch})
+        # The first of each (round, practice) to a round taking answers is offered to the
+        # store; the database keeps it unless a submission is there already (stored earlier,
+        # or just now by another process sharing a PostgreSQL database).
+        offered: dict[tuple[str, str], PendingSubmission] = {}
         for pending in batch:
-            receipt = pending.receipt
-            key = (receipt.round_id, receipt.practice_id)
-            if key in decided:
-                outcomes.append(_same_or_conflict_outcome(decided[key], receipt.content_sha256))
-            elif receipt.round_id not in states:
-                outcomes.append(UnknownRound(f"there is no round {receipt.round_id}"))
-            elif not takes_answers(RoundState(states[receipt.round_id])):
-                state = states[receipt.round_id]
-                outcomes.append(RoundClosed(f"round {receipt.round_id} is {state}"))
-            else:
-                decided[key] = receipt
-                new.append(pending)
-                outcomes.append(receipt)
-        if new:
-            conn.execute(
-                submissions.insert(),
-                [
-                    {
-                        "submission_id": p.receipt.submission_id,
-                        "round_id": p.receipt.round_id,
-                        "practice_id": p.receipt.practice_id,
-                        "content_sha256": p.receipt.content_sha256,
-                        "received_at_text": p.receipt.received_at,
-                        "received_at": p.received_at,
-                        "receipt_signature": p.receipt.signature,
-                        "receipt_signer_certificate": p.receipt.signer_certificate,
-                        "document": p.signed.document,
-                        "signature": p.signed.signature,
-                    }
-                    for p in new
-                ],
-            )
-            # The rows are the comparisons' read model of the document, stored with it.
-            rows = [
-                {"submission_id": p.receipt.submission_id, "position": i, **asdict(r)}
-                for p in new
-                for i, r in enumerate(p.document.rows)
-            ]
-            if rows:
-                conn.execute(released_rows.insert(), rows)
-        return outcomes
+            receipt, state = pending.receipt, states.get(pending.receipt.round_id)
+            if state is not None and takes_answers(state):
+                offered.setdefault((receipt.round_id, receipt.practice_id), pending)
+        stored = self._insert_new(conn, list(offered.values()))
+        of_record = {key: offered[key].receipt for key in stored}
+        # What is already there: the receipt of record for a resend, also to a closed round.
+        unsettled = {
+            (p.receipt.round_id, p.receipt.practice_id)
+            for p in batch
+            if p.receipt.round_id in states
+        } - stored
+        if unsettled:
+            of_record.update(self._existing_many(conn, unsettled))
+        return [_outcome(p.receipt, of_record, states) for p in batch]
+
+    @staticmethod
+    def _insert_new(
+        conn: sa.Connection, offered: Sequence[PendingSubmission]
+    ) -> set[tuple[str, str]]:
+        """Store those whose (round, practice) is free, in one statement: the keys stored."""
+        if not offered:
+            return set()
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        insert = (
+            dialect.insert(submissions)
+            .on_conflict_do_nothing(index_elements=["round_id", "practice_id"])
+            .returning(submissions.c.round_id, submissions.c.practice_id)
+        )
+        inserted = conn.execute(
+            insert,
+            [
+                {
+                    "submission_id": p.receipt.submission_id,
+                    "round_id": p.receipt.round_id,
+                    "practice_id": p.receipt.practice_id,
+                    "content_sha256": p.receipt.content_sha256,
+                    "received_at_text": p.receipt.received_at,
+                    "received_at": p.received_at,
+                    "receipt_signature": p.receipt.signature,
+                    "receipt_signer_certificate": p.receipt.signer_certificate,
+                    "document": p.signed.document,
+                    "signature": p.signed.signature,
+                }
+                for p in offered
+            ],
+        )
+        stored = {(r.round_id, r.practice_id) for r in inserted}
+        # The rows are the comparisons' read model of the document, stored with it.
+        rows = [
+            {"submission_id": p.receipt.submission_id, "position": i, **asdict(r)}
+            for p in offered
+            if (p.receipt.round_id, p.receipt.practice_id) in stored
+            for i, r in enumerate(p.document.rows)
+        ]
+        if rows:
+            conn.execute(released_rows.insert(), rows)
+        return stored
 
     @classmethod
     def _existing_many(
-        cls, conn: sa.Connection, batch: Sequence[PendingSubmission]
+        cls, conn: sa.Connection, wanted: set[tuple[str, str]]
     ) -> dict[tuple[str, str], Receipt]:
-        wanted = {(p.receipt.round_id, p.receipt.practice_id) for p in batch}
         found = conn.execute(
             sa.select(submissions).where(
                 submissions.c.round_id.in_(sorted({r for r, _ in wanted})),
@@ -757,7 +771,7 @@ class Store:
         self, round_id: str, practice_id: str, reason: str, now: dt.datetime
     ) -> dt.datetime:
         """Record that a practice declined a round; a repeat keeps the first refusal."""
-        with self.engine.begin() as conn:
+        with self._answering.begin() as conn:
             _require_answering(conn, round_id)
             if self._existing(conn, round_id, practice_id) is not None:
                 raise SubmissionConflict(f"round {round_id}: this practice already submitted")
@@ -859,13 +873,28 @@ class Store:
         return frame
 
 
-def _require_answering(conn: sa.Connection, round_id: str, lock: bool = False) -> None:
-    """Raise unless the round exists and takes answers (``lock``: hold its row till commit)."""
-    query = sa.select(rounds.c.state).where(rounds.c.round_id == round_id)
-    state = conn.execute(query.with_for_update() if lock else query).scalar()
+def _answering_states(conn: sa.Connection, round_ids: set[str]) -> dict[str, RoundState]:
+    """The states of those of ``round_ids`` that exist, held until the transaction ends.
+
+    Read before an answer to them is stored. On PostgreSQL the round rows are locked FOR
+    SHARE: answers to one round store side by side, while a change of its state (an
+    UPDATE, which waits for those locks and blocks them) comes wholly before or after
+    each. On SQLite the transaction began IMMEDIATE (``Store._answering``) instead.
+    """
+    found = conn.execute(
+        sa.select(rounds.c.round_id, rounds.c.state)
+        .where(rounds.c.round_id.in_(sorted(round_ids)))
+        .with_for_update(read=True)
+    ).all()
+    return {round_id: RoundState(state) for round_id, state in found}
+
+
+def _require_answering(conn: sa.Connection, round_id: str) -> None:
+    """Raise unless the round exists and takes answers (its state held till commit)."""
+    state = _answering_states(conn, {round_id}).get(round_id)
     if state is None:
         raise UnknownRound(f"there is no round {round_id}")
-    if not takes_answers(RoundState(state)):
+    if not takes_answers(state):
         raise RoundClosed(f"round {round_id} is {state}")
 
 
@@ -879,13 +908,24 @@ def _usable(row: sa.Row[Any] | None, now: dt.datetime) -> str:
     return str(row.practice_id)
 
 
-def _same_or_conflict_outcome(existing: Receipt, content_sha256: str) -> Receipt | RoundError:
-    """The first receipt for a resend of the same content; a conflict for other content."""
-    if existing.content_sha256 != content_sha256:
-        return SubmissionConflict(
-            f"round {existing.round_id}: this practice already submitted different content"
-        )
-    return existing
+def _outcome(
+    receipt: Receipt, of_record: dict[tuple[str, str], Receipt], states: dict[str, RoundState]
+) -> Receipt | RoundError:
+    """What a submission gets, judged alone: the receipt of record for the same content,
+    a conflict for other content, or the round's error when nothing was stored for it."""
+    existing = of_record.get((receipt.round_id, receipt.practice_id))
+    if existing is not None:
+        if existing.content_sha256 != receipt.content_sha256:
+            return SubmissionConflict(
+                f"round {existing.round_id}: this practice already submitted different content"
+            )
+        return existing
+    state = states.get(receipt.round_id)
+    if state is None:
+        return UnknownRound(f"there is no round {receipt.round_id}")
+    if takes_answers(state):  # offered, yet neither stored nor found: never expected
+        raise StoreError(f"round {receipt.round_id}: a submission was neither stored nor found")
+    return RoundClosed(f"round {receipt.round_id} is {state}")
 
 
 def _stored_receipt(row: sa.Row[Any]) -> Receipt:

@@ -19,6 +19,7 @@ import ipaddress
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -142,7 +143,7 @@ class SigningIdentity:
     key: ed25519.Ed25519PrivateKey
     cert: x509.Certificate
 
-    @property
+    @cached_property  # made once: every receipt carries it
     def certificate_der(self) -> bytes:
         """The certificate, DER, as rounds and receipts carry it."""
         return self.cert.public_bytes(serialization.Encoding.DER)

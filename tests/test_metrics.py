@@ -15,6 +15,7 @@ from agent.client import Agent, enrol
 from coordinator.ca import init_home
 from coordinator.metrics import Counter, Gauge, Histogram, format_value
 from coordinator.server import CoordinatorConfig, start_coordinator
+from coordinator.services import WrappedOnce
 from fedpeer.channel import secure_channel
 from fedpeer.collection import UnknownRound
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc
@@ -251,3 +252,30 @@ async def test_metrics_are_off_unless_a_port_is_set(tmp_path: Path) -> None:
         assert running.metrics_port is None
     finally:
         await running.stop(0)
+
+
+def test_a_handler_is_wrapped_once_per_method_and_again_when_it_changes() -> None:
+    """Interceptors wrap each method's handler once (a stream keeps its wrapping for its
+    life), and anew when an inner interceptor handed over another (a refusal's)."""
+    made: list[tuple[str, object]] = []
+
+    def wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        made.append((method, handler))
+        return grpc.unary_unary_rpc_method_handler(handler.unary_unary)
+
+    async def one(request: object, context: object) -> object:
+        return request
+
+    async def other(request: object, context: object) -> object:
+        return request
+
+    wrapped = WrappedOnce(wrap)
+    first = grpc.unary_unary_rpc_method_handler(one)
+    second = grpc.unary_unary_rpc_method_handler(other)
+    a = wrapped("/m.S/A", first)
+    assert wrapped("/m.S/A", first) is a and len(made) == 1
+    b = wrapped("/m.S/B", first)
+    assert b is not a and len(made) == 2
+    changed = wrapped("/m.S/A", second)
+    assert changed is not a and changed.unary_unary is other and len(made) == 3
+    assert wrapped("/m.S/A", second) is changed and len(made) == 3

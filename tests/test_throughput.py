@@ -2,17 +2,23 @@
 
 Speed is measured by bench/load.py, not here; these tests hold the behaviour: many real
 submissions at once over mutual TLS, resends of the same content and different content
-racing each other, and the store's batch judged item by item.
+racing each other, the store's batch judged item by item, and a round's close racing a
+batch on each database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from _coordinator_helpers import AS_OF, DEFINITIONS, admin, rows_for, signed_request, start
 
 from agent.client import enrol
@@ -20,7 +26,7 @@ from agent.identity_store import AgentIdentity
 from coordinator import rounds
 from coordinator.ca import create_token
 from coordinator.ca import enrol as ca_enrol
-from coordinator.store import Store
+from coordinator.store import PendingSubmission, Store
 from fedpeer import wire
 from fedpeer.channel import secure_channel
 from fedpeer.collection import RoundClosed, SubmissionConflict, UnknownRound
@@ -104,23 +110,36 @@ async def test_concurrent_submissions_stored_once(tmp_path: Path, db_url: str | 
         await running.stop(0)
 
 
-def test_a_batch_is_judged_item_by_item(tmp_path: Path) -> None:
-    """Within one transaction: a repeat, a conflict, an unknown and a closed round."""
-    store, ca = Store(tmp_path / "store.sqlite"), CertificateAuthority.create()
+def _practices(store: Store, ca: CertificateAuthority, pids: list[str]) -> dict:
+    """Enrol ``pids`` in ``store``: each one's key and certificate."""
     keys = {}
-    for pid in ("P1", "P2"):
+    for pid in pids:
         token, _ = create_token(store, ca.cert, pid, f"Practice {pid}", "North")
         key = generate_key()
         keys[pid] = key, ca_enrol(store, ca, token, make_csr(key).decode())[1]
+    return keys
+
+
+def _pending(
+    ca: CertificateAuthority, keyed: tuple, pid: str, round_, rows: list[ResultRow]
+) -> PendingSubmission:
+    """Practice ``pid``'s signed release of ``rows``, verified, with its receipt signed."""
+    key, cert = keyed
+    ident = AgentIdentity(pid, "", key_to_pem(key), b"", ca.cert_pem)
+    signed = wire.release_from_proto(signed_request(ident, round_, rows))
+    return rounds.prepare_release(ca.issue_signer(), pid, cert, round_, signed, None)
+
+
+def test_a_batch_is_judged_item_by_item(tmp_path: Path) -> None:
+    """Within one transaction: a repeat, a conflict, an unknown and a closed round."""
+    store, ca = Store(tmp_path / "store.sqlite"), CertificateAuthority.create()
+    keys = _practices(store, ca, ["P1", "P2"])
     round_ = rounds.start_round(store, ca.issue_signer(), AS_OF, DEFINITIONS)
     closed = rounds.start_round(store, ca.issue_signer(), AS_OF, DEFINITIONS)
     rounds.close_round(store, closed.round_id)
 
     def pending(pid: str, rows: list[ResultRow], round_id: str | None = None):
-        key, cert = keys[pid]
-        ident = AgentIdentity(pid, "", key_to_pem(key), b"", ca.cert_pem)
-        signed = wire.release_from_proto(signed_request(ident, round_, rows))
-        ready = rounds.prepare_release(ca.issue_signer(), pid, cert, round_, signed, None)
+        ready = _pending(ca, keys[pid], pid, round_, rows)
         if round_id is None:
             return ready
         return dataclasses.replace(
@@ -141,7 +160,64 @@ def test_a_batch_is_judged_item_by_item(tmp_path: Path) -> None:
     again = store.record_submissions([same, other])
     assert again[0] == first.receipt and isinstance(again[1], SubmissionConflict)
     assert len(store.released_rows_frame(round_.round_id)) == 2 * len(rows_for("P1"))
+    # Once the round is closed, a resend still gets its receipt of record.
+    rounds.close_round(store, round_.round_id)
+    late = store.record_submissions([same, other, pending("P2", rows_for("P2"))])
+    assert late[0] == first.receipt and isinstance(late[1], SubmissionConflict)
+    assert late[2] == p2.receipt
     store.close()
+
+
+@contextlib.contextmanager
+def another_writer(store: Store) -> Iterator[None]:
+    """Hold what storing a submission needs after it read the round's state, as a writer in
+    another transaction would: SQLite's write lock, PostgreSQL's submissions table."""
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.begin()
+            conn.execute(sa.text("LOCK TABLE submissions IN SHARE MODE"))
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+def test_a_round_closed_during_a_batch_takes_nothing_after_its_close(store: Store) -> None:
+    """A close and a batch race: once the close is recorded, no submission joins the round.
+
+    The batch starts first and waits behind another writer; the close comes while it
+    waits. Either the batch is stored before the close commits (and the close's count
+    includes it) or it finds the round closed; never stored after the close.
+    """
+    ca = CertificateAuthority.create()
+    pids = ["P1", "P2", "P3"]
+    keys = _practices(store, ca, pids)
+    round_ = rounds.start_round(store, ca.issue_signer(), AS_OF, DEFINITIONS)
+    batch = [_pending(ca, keys[pid], pid, round_, rows_for(pid)) for pid in pids]
+    outcomes: list = []
+    counted_at_close: list[int] = []
+
+    def close() -> None:
+        store.close_round(round_.round_id, rounds.utc_now())
+        counted_at_close.append(store.round_status(round_.round_id).submitted)
+
+    with another_writer(store):
+        writer = threading.Thread(target=lambda: outcomes.extend(store.record_submissions(batch)))
+        writer.start()
+        time.sleep(0.3)  # the batch has read the round's state (or waits to), and waits
+        closer = threading.Thread(target=close)
+        closer.start()
+        time.sleep(0.05)
+    writer.join(30)
+    closer.join(30)
+
+    submitted = store.round_status(round_.round_id).submitted
+    assert counted_at_close == [submitted]
+    stored = [o for o in outcomes if not isinstance(o, RoundClosed)]
+    assert stored in ([], [p.receipt for p in batch])  # the batch is all in, or all refused
+    assert submitted == len(stored)
 
 
 async def test_revocation_applies_at_once_though_enrolment_is_cached(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from coordinator.services.auth import (
     enrolment_refusal,
     refusal_of,
 )
+from coordinator.services.log_limit import RateLimitedLog
 from coordinator.services.studies import AgentStudyMethods
 from coordinator.services.version import (
     STANDARDISE_AGENT_VERSION,
@@ -43,6 +44,10 @@ from fedpeer.standardise import asks_standardised
 from fedpeer.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 log = logging.getLogger("fedpeer.coordinator")
+# A line per submission, but not thousands in a second when a round's agents answer
+# together: a burst, then about one a second saying how many were held back. Every one
+# is counted in /metrics (fedpeer_submissions_received_total) and recorded in the store.
+submissions_log = RateLimitedLog(log)
 
 
 class Wakeup(StrEnum):
@@ -314,7 +319,9 @@ class AgentServicer(AgentStudyMethods, agent_pb2_grpc.AgentServicer):
             self._ca.signer, practice_id, sender, round_, signed, self._check
         )
         receipt = await self._writer.record(pending)
-        log.info(
+        submissions_log.log(
+            logging.INFO,
+            "submission",
             "event=submission practice=%s round=%s sha256=%s",
             practice_id,
             request.round_id,

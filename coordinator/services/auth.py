@@ -21,7 +21,13 @@ import grpc
 from cryptography import x509
 
 from coordinator.admins import admin_seen
-from coordinator.services import abort_unavailable, before_call, refusals_log, transient
+from coordinator.services import (
+    WrappedOnce,
+    abort_unavailable,
+    before_call,
+    refusals_log,
+    transient,
+)
 from coordinator.store import PracticeRecord, Store
 from fedpeer.errors import IdentityError
 from fedpeer.identity import (
@@ -82,7 +88,9 @@ def _peer(context: grpc.aio.ServicerContext) -> Peer:
 @functools.lru_cache(maxsize=16_384)  # an agent's every call presents the same certificate
 def _peer_of(pem: bytes) -> Peer:
     cert = cert_from_pem(pem)
-    subject = subject_of(cert)
+    # The names from a parse of their own: the certificate object keeps its subject once
+    # read (about 2 KB), and the certificate is kept here for every agent.
+    subject = subject_of(cert_from_pem(pem))
     return Peer(subject.common_name, subject.role, cert, fingerprint(cert))
 
 
@@ -126,6 +134,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._wrapped = WrappedOnce(self._checked)
 
     async def _refuse(
         self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, why: str, reason: str
@@ -200,6 +209,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if not method.startswith((AGENT_PREFIX, ADMIN_PREFIX, ANALYST_PREFIX)):  # pragma: no cover
             return None  # type: ignore[return-value]  # unknown services get UNIMPLEMENTED
+        return self._wrapped(method, handler)
+
+    def _checked(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` with the certificate check of ``method`` in front."""
         authorise = self._authorise
 
         async def check(context: grpc.aio.ServicerContext) -> None:
