@@ -26,6 +26,7 @@ from test_studies import AS_OF, Network, _network
 from agent.synth import generate_practice
 from coordinator.comparison_store import comparison_for
 from coordinator.reports.practice import render_practice_report
+from coordinator.reports.workshop import render_locality_slides
 from coordinator.round_clock import start_scheduled
 from coordinator.rounds import standard_definitions
 from coordinator.studies import StudyBook
@@ -157,6 +158,12 @@ async def test_a_reference_rates_study_standardises_a_round_end_to_end(net: Netw
         f"(95% interval {ratio.low:.2f} to {ratio.high:.2f}" in html
     )
     assert f"study {study_id}" in html
+    # The locality's slides show each practice's O / E beside its value, and say what it is.
+    locality = comparison.practices[first].locality
+    slides = render_locality_slides(comparison, locality, named=True)
+    assert "Age-sex standardised: observed / expected (95% interval)" in slides
+    assert f"{ratio.ratio:.2f} ({ratio.low:.2f} to {ratio.high:.2f})" in slides
+    assert "also shown indirectly standardised for age and sex" in slides
 
     # 5. The month-end schedule standardises its rounds with the same study, checked when
     # it is set: a study with no published rates is refused there and then.

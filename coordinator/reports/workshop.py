@@ -3,7 +3,9 @@
 Practices are named only where the locality has agreed (``named``); otherwise each is
 ``Practice A``, ``Practice B``... in the order of their practice ids, the same on every
 slide. The pack shows the locality's own practices only, against the pooled value of
-all practices and of the locality (each withheld below the round's group minimum).
+all practices and of the locality (each withheld below the round's group minimum), and,
+for an indicator the round standardised for age and sex, each practice's observed over
+expected ratio with its 95% interval (STATS.md S17).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from coordinator.comparison_store import IndicatorTrend
-from coordinator.comparisons import Comparison
+from coordinator.comparisons import Comparison, StandardisedRatio
 from coordinator.peers import peer_label
 from coordinator.reports.sections import common_context, environment, group_cell, unadjusted
 from coordinator.reports.trend_chart import Bar, side_by_side
@@ -61,6 +63,7 @@ def render_locality_slides(
                 "value": ic.spec.format(ic.practices[pid].value),
                 "counts": counts(ic.spec, ic.practices[pid]),
                 "verdict": verdict(ic.spec, ic.practices[pid], overdispersed=unadjusted(ic)),
+                "standardised": _ratio_text(ic.standardised.get(pid)),
             }
             for pid, label in labels.items()
         ]
@@ -80,6 +83,7 @@ def render_locality_slides(
                 "overall": group_cell(ic, ic.overall),
                 "locality": group_cell(ic, own),
                 "rows": rows,
+                "standardised": bool(ic.standardised),
                 "trend": _trend_table(trend, labels, ic.spec.format)
                 if trend is not None and len(trend.rounds) > 1
                 else None,
@@ -92,6 +96,13 @@ def render_locality_slides(
         labels=list(labels.values()),
         slides=slides,
     )
+
+
+def _ratio_text(ratio: StandardisedRatio | None) -> str:
+    """O / E with its 95% interval (S17), or an em dash where the practice has none."""
+    if ratio is None:
+        return "—"
+    return f"{ratio.ratio:.2f} ({ratio.low:.2f} to {ratio.high:.2f})"
 
 
 def _trend_table(
