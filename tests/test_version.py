@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -77,28 +78,39 @@ async def test_a_current_agent_is_served_and_an_old_one_told_to_upgrade(
         await running.stop(0)
 
 
+async def bare_call(
+    running: RunningCoordinator,
+    home: Path,
+    call: Callable[[agent_pb2_grpc.AgentStub], Awaitable[object]],
+) -> tuple[grpc.StatusCode, str]:
+    """One Agent call on a bare channel, as agents before 0.2.0 made it: no version header
+    unless the call gives one; its status and details."""
+    identity = AgentHome(home).load()
+    credentials = grpc.ssl_channel_credentials(identity.ca_pem, identity.key_pem, identity.cert_pem)
+    async with grpc.aio.secure_channel(
+        running.address, credentials, options=channel_options()
+    ) as channel:
+        try:
+            await call(agent_pb2_grpc.AgentStub(channel))
+        except grpc.aio.AioRpcError as exc:
+            return exc.code(), exc.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
 async def test_an_agent_that_does_not_say_is_taken_as_0_1_0(tmp_path: Path) -> None:
     running, home = await _enrolled(tmp_path)
     try:
-        identity = AgentHome(home).load()
-        credentials = grpc.ssl_channel_credentials(
-            identity.ca_pem, identity.key_pem, identity.cert_pem
-        )
 
         async def list_rounds(metadata: tuple[tuple[str, str], ...]) -> grpc.StatusCode:
-            # A bare channel, as agents before 0.2.0 made: no version header unless given.
-            async with grpc.aio.secure_channel(
-                running.address, credentials, options=channel_options()
-            ) as channel:
-                stub = agent_pb2_grpc.AgentStub(channel)
-                try:
-                    await stub.ListOpenRounds(
-                        agent_pb2.ListOpenRoundsRequest(), metadata=metadata, timeout=10
-                    )
-                except grpc.aio.AioRpcError as exc:
-                    assert exc.details().endswith("upgrade the agent")
-                    return exc.code()
-                return grpc.StatusCode.OK
+            code, details = await bare_call(
+                running,
+                home,
+                lambda stub: stub.ListOpenRounds(
+                    agent_pb2.ListOpenRoundsRequest(), metadata=metadata, timeout=10
+                ),
+            )
+            assert code == grpc.StatusCode.OK or details.endswith("upgrade the agent")
+            return code
 
         assert await list_rounds(()) == grpc.StatusCode.OK
         assert await list_rounds(((VERSION_HEADER, "0.0.9"),)) == (
@@ -129,25 +141,17 @@ async def test_a_round_that_standardises_tells_an_agent_before_0_4_0_to_upgrade(
         async with admin(running) as adm:
             ordinary = await adm.start_round(AS_OF, plain)
             asks = await adm.start_round(AS_OF, standardised)
-        identity = AgentHome(home).load()
-        credentials = grpc.ssl_channel_credentials(
-            identity.ca_pem, identity.key_pem, identity.cert_pem
-        )
 
         async def get_round(round_id: str, version_said: str) -> tuple[grpc.StatusCode, str]:
-            async with grpc.aio.secure_channel(
-                running.address, credentials, options=channel_options()
-            ) as channel:
-                stub = agent_pb2_grpc.AgentStub(channel)
-                try:
-                    await stub.GetRound(
-                        agent_pb2.GetRoundRequest(round_id=round_id),
-                        metadata=((VERSION_HEADER, version_said),),
-                        timeout=10,
-                    )
-                except grpc.aio.AioRpcError as exc:
-                    return exc.code(), exc.details() or ""
-                return grpc.StatusCode.OK, ""
+            return await bare_call(
+                running,
+                home,
+                lambda stub: stub.GetRound(
+                    agent_pb2.GetRoundRequest(round_id=round_id),
+                    metadata=((VERSION_HEADER, version_said),),
+                    timeout=10,
+                ),
+            )
 
         assert await get_round(ordinary.round_id, "0.3.0") == (grpc.StatusCode.OK, "")
         assert await get_round(asks.round_id, "0.4.0") == (grpc.StatusCode.OK, "")
